@@ -1,0 +1,46 @@
+"""The `bellwether` command: Django's management commands plus Bellwether's own."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+OVERVIEW = """\
+bellwether — a newsroom with live prediction markets
+
+Usage: bellwether COMMAND [options]      (bellwether COMMAND --help for details)
+
+Getting started
+  demo          migrate, load the demo newsroom, create the demo editor, serve it
+  serve         serve the site on http://127.0.0.1:8000 (--host, --port, --workers)
+
+Content
+  ingest        import articles from .txt/.md/.html files, folders, RSS/Atom feeds or URLs
+
+Administration
+  migrate       create or update the database tables
+  createsuperuser
+                make an administrator for /admin/
+  check         check the configuration (add --deploy with production settings)
+
+Every Django and Wagtail management command works too: `bellwether help --commands`.
+Configuration comes from environment variables (DATABASE_URL, SECRET_KEY, DEBUG, ...);
+docs/operations.md lists them all with their defaults.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a management command, defaulting to the project's settings."""
+    argv = list(sys.argv if argv is None else argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bellwether.settings.base")
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        sys.stdout.write(OVERVIEW)
+        return
+    from django.core.management import execute_from_command_line
+
+    argv[0] = "bellwether"
+    execute_from_command_line(argv)
+
+
+if __name__ == "__main__":
+    main()

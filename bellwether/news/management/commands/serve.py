@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import os
+
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the site with granian: pages and the API over WSGI, the fastest way measured here "
+        "(docs/decisions/0001-serve-pages-over-wsgi.md). Static files come from WhiteNoise."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+        parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core)")
+
+    def handle(self, *args, host, port, workers, **options):
+        from bellwether.server import serve
+
+        self.stdout.write(self.style.SUCCESS(f"Serving Bellwether on http://{host}:{port}/  ({workers} worker(s); Ctrl-C stops)"))
+        serve(host=host, port=port, workers=workers)

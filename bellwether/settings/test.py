@@ -1,0 +1,14 @@
+"""Settings for the test suite: fast hashing, quiet email, real databases."""
+
+from .base import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Tests check fresh content straight after writing it.
+PAGE_CACHE_TTL_S = 0
+WHITENOISE_AUTOREFRESH = True
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: WAL, IMMEDIATE transactions and the live server's
+    # threads behave as they do in production.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from wagtail import urls as wagtail_urls
+from wagtail.admin import urls as wagtailadmin_urls
+from wagtail.contrib.sitemaps.views import sitemap
+from wagtail.documents import urls as wagtaildocs_urls
+
+from bellwether.news import views as news_views
+
+urlpatterns = [
+    path("health/", news_views.health, name="health"),
+    path("django-admin/", admin.site.urls),
+    path("admin/", include(wagtailadmin_urls)),
+    path("documents/", include(wagtaildocs_urls)),
+    path("sitemap.xml", sitemap, name="sitemap"),
+    path("", include("bellwether.news.urls")),
+    # Wagtail serves every page of the tree; it must come last.
+    path("", include(wagtail_urls)),
+]
