@@ -30,7 +30,7 @@ class LatestRssFeed(Feed):
         return item.title
 
     def item_description(self, item: ArticlePage) -> str:
-        return item.dek
+        return item.summary
 
     def item_link(self, item: ArticlePage) -> str:
         return item.url or "/"

@@ -12,7 +12,8 @@ from django.core.paginator import Paginator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.text import slugify
+from django.utils.html import strip_tags
+from django.utils.text import Truncator, slugify
 from modelcluster.contrib.taggit import ClusterTaggableManager
 from modelcluster.fields import ParentalKey, ParentalManyToManyField
 from taggit.models import TaggedItemBase
@@ -106,7 +107,7 @@ class SectionPage(RoutablePageMixin, Page):
 
     @path("")
     def index(self, request):
-        from .selectors import section_articles
+        from .selectors import attach_sections, section_articles
 
         paginator = Paginator(section_articles(section=self), settings.ARTICLES_PER_PAGE)
         page_obj = paginator.get_page(request.GET.get("page"))
@@ -114,7 +115,7 @@ class SectionPage(RoutablePageMixin, Page):
             request,
             context_overrides={
                 "page_obj": page_obj,
-                "articles": page_obj.object_list,
+                "articles": attach_sections(page_obj.object_list),
                 "subsections": self.get_children().live().type(SectionPage).specific(),
             },
         )
@@ -135,6 +136,8 @@ class SectionPage(RoutablePageMixin, Page):
 class ArticlePageTag(TaggedItemBase):
     content_object = ParentalKey("news.ArticlePage", related_name="tagged_items", on_delete=models.CASCADE)
 
+
+SUMMARY_WORDS = 40
 
 BODY_BLOCKS = [
     ("heading", blocks.CharBlock(form_classname="title", icon="title")),
@@ -200,6 +203,16 @@ class ArticlePage(Page):
 
     class Meta:
         indexes = [models.Index(fields=["featured", "-published_at"], name="article_featured_recent")]
+
+    @property
+    def summary(self) -> str:
+        """Return the standfirst, or the opening of the first paragraph when there is none."""
+        if self.dek:
+            return self.dek
+        for block in self.body:
+            if block.block_type == "paragraph":
+                return Truncator(strip_tags(block.value.source)).words(SUMMARY_WORDS)
+        return ""
 
     @property
     def dateline(self):

@@ -145,3 +145,10 @@ def database_ok() -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         return cursor.fetchone() == (1,)
+
+
+def content_generation() -> int:
+    """Return the counter that changes whenever published content changes."""
+    from .models import ContentGeneration
+
+    return ContentGeneration.objects.filter(pk=1).values_list("value", flat=True).first() or 0

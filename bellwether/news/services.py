@@ -89,7 +89,10 @@ def ensure_section_path(*, path: tuple[str, ...], home: HomePage) -> SectionPage
 
 
 def _free_slug(parent: Page, text: str) -> str:
-    base = slugify(text)[:70] or "item"
+    base = slugify(text)
+    if len(base) > 70:
+        base = base[:71].rsplit("-", 1)[0]  # whole words only
+    base = base or "item"
     taken = set(parent.get_children().filter(slug__startswith=base).values_list("slug", flat=True))
     if base not in taken:
         return base

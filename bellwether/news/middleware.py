@@ -1,0 +1,88 @@
+"""A per-process cache of public pages for readers who are not logged in.
+
+A rendered page is kept under its URL and the content generation it was
+rendered at. Publishing, unpublishing or moving a page bumps the generation
+(bellwether.news.signals); each process re-reads it at most once every
+PAGE_CACHE_CHECK_S seconds, so a change reaches every process within about a
+second while a cached page costs no query at all in between.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError
+
+SKIP_PREFIXES = ("/admin/", "/django-admin/", "/health/", "/search/", "/documents/", "/static/", "/media/")
+
+
+class _Generation:
+    """The content generation as last read by this process."""
+
+    def __init__(self) -> None:
+        self.value: int | None = None
+        self.read_at = 0.0
+        self.lock = threading.Lock()
+
+    def current(self) -> int | None:
+        now = time.monotonic()
+        if self.value is not None and now - self.read_at < settings.PAGE_CACHE_CHECK_S:
+            return self.value
+        with self.lock:
+            if self.value is None or now - self.read_at >= settings.PAGE_CACHE_CHECK_S:
+                from .selectors import content_generation
+
+                try:
+                    self.value = content_generation()
+                except DatabaseError:
+                    return None
+                self.read_at = now
+        return self.value
+
+
+_generation = _Generation()
+
+
+class PublicPageCacheMiddleware:
+    """Serve anonymous GETs of public pages from the cache when they are current."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        key = self._key(request)
+        if key is None:
+            return self.get_response(request)
+        cached = cache.get(key)
+        if cached is not None:
+            cached["X-Page-Cache"] = "hit"
+            return cached
+        response = self.get_response(request)
+        if self._cacheable(response):
+            response["X-Page-Cache"] = "miss"
+            cache.set(key, response, settings.PAGE_CACHE_TTL_S)
+        return response
+
+    def _key(self, request) -> str | None:
+        if settings.PAGE_CACHE_TTL_S <= 0 or request.method not in ("GET", "HEAD"):
+            return None
+        if settings.SESSION_COOKIE_NAME in request.COOKIES or request.path.startswith(SKIP_PREFIXES):
+            return None
+        generation = _generation.current()
+        if generation is None:
+            return None
+        return f"page:{generation}:{request.method}:{request.get_host()}:{request.get_full_path()}"
+
+    @staticmethod
+    def _cacheable(response) -> bool:
+        cache_control = response.get("Cache-Control", "")
+        return (
+            response.status_code == 200
+            and not response.streaming
+            and not response.cookies
+            and "private" not in cache_control
+            and "no-store" not in cache_control
+        )

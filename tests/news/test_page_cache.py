@@ -1,0 +1,68 @@
+"""The public page cache: fast for readers, never stale after a publish."""
+
+from __future__ import annotations
+
+import pytest
+
+from bellwether.news import middleware
+from bellwether.news.models import ArticlePage
+
+from .factories import make_article
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def caching(settings):
+    settings.PAGE_CACHE_TTL_S = 300
+    settings.PAGE_CACHE_CHECK_S = 0  # re-read the generation on every request
+    middleware._generation.value = None
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def test_second_anonymous_request_is_a_hit(client, home, caching):
+    """A page is rendered once and then served from the cache."""
+    make_article(headline="Cached story")
+    assert client.get("/").headers["X-Page-Cache"] == "miss"
+    assert client.get("/").headers["X-Page-Cache"] == "hit"
+
+
+def test_publishing_invalidates(client, home, caching):
+    """A newly published or edited article shows up on the next request."""
+    article = make_article(headline="First version")
+    client.get(article.url)
+    client.get("/")
+    revision = ArticlePage.objects.get(pk=article.pk)
+    revision.title = "Second version"
+    revision.save_revision().publish()
+    assert "Second version" in client.get(article.url).content.decode()
+    make_article(headline="Brand new story")
+    assert "Brand new story" in client.get("/").content.decode()
+
+
+def test_unpublishing_invalidates(client, home, caching):
+    """An unpublished article disappears from cached pages at once."""
+    article = make_article(headline="Going away")
+    assert client.get(article.url).status_code == 200
+    ArticlePage.objects.get(pk=article.pk).unpublish()
+    assert client.get(article.url).status_code == 404
+
+
+def test_logged_in_users_and_admin_bypass(client, home, caching, django_user_model):
+    """Editors with a session always see fresh pages; admin and search are never cached."""
+    make_article(headline="Story")
+    user = django_user_model.objects.create_user("ed", password="pw-123456789")
+    client.force_login(user)
+    assert "X-Page-Cache" not in client.get("/").headers
+    client.logout()
+    assert "X-Page-Cache" not in client.get("/search/?q=story").headers
+
+
+def test_disabled_when_ttl_is_zero(client, home, settings):
+    """PAGE_CACHE_TTL_S = 0 turns the cache off."""
+    settings.PAGE_CACHE_TTL_S = 0
+    assert "X-Page-Cache" not in client.get("/").headers
