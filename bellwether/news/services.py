@@ -50,7 +50,7 @@ def ensure_home_page(*, title: str = "Bellwether") -> HomePage:
     if home is not None:
         return home
     with transaction.atomic():
-        root = Page.get_first_root_node()
+        root = Page.get_first_root_node() or _create_root()
         for child in root.get_children():
             if child.specific_class is Page and child.is_leaf():
                 child.delete()  # also deletes a Site rooted there
@@ -65,6 +65,16 @@ def ensure_home_page(*, title: str = "Bellwether") -> HomePage:
             site.root_page = home
             site.save(update_fields=["root_page"])
     return home
+
+
+def _create_root() -> Page:
+    """Create the tree's root (Wagtail's migrations do this; a flushed database lacks it)."""
+    from django.conf import settings
+    from wagtail.coreutils import get_supported_content_language_variant
+    from wagtail.models import Locale
+
+    Locale.objects.get_or_create(language_code=get_supported_content_language_variant(settings.LANGUAGE_CODE))
+    return Page.add_root(instance=Page(title="Root", slug="root"))
 
 
 def ensure_section_path(*, path: tuple[str, ...], home: HomePage) -> SectionPage:

@@ -16,7 +16,8 @@ BELLWETHER = str(Path(sys.executable).with_name("bellwether"))
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process; a child must not inherit it.
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     full_env.update(env or {})
     return subprocess.run([BELLWETHER, *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120)
 
