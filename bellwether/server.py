@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 
 
-def serve(*, host: str, port: int, workers: int) -> None:
-    """Serve the WSGI application with granian until interrupted."""
+def serve(*, host: str, port: int, workers: int, threads: int = 8) -> None:
+    """Serve the WSGI application with granian until interrupted.
+
+    Each worker runs ``threads`` Python threads and accepts no more requests
+    at once than it has threads, so requests queue in the socket instead of
+    piling up inside one process (and its connection pool).
+    """
     from granian import Granian
     from granian.constants import Interfaces
 
@@ -18,5 +23,7 @@ def serve(*, host: str, port: int, workers: int) -> None:
         port=port,
         interface=Interfaces.WSGI,
         workers=max(1, workers),
+        blocking_threads=max(1, threads),
+        backpressure=max(1, threads),
         log_access=False,
     ).serve()

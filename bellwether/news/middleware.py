@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 
+KEY_PARAMS = ("page",)
 SKIP_PREFIXES = ("/admin/", "/django-admin/", "/health/", "/search/", "/documents/", "/static/", "/media/")
 
 
@@ -74,7 +75,10 @@ class PublicPageCacheMiddleware:
         generation = _generation.current()
         if generation is None:
             return None
-        return f"page:{generation}:{request.method}:{request.get_host()}:{request.get_full_path()}"
+        # Only parameters a cached view reads go into the key, so "/?junk=1"
+        # is served from the entry for "/" instead of forcing a fresh render.
+        params = "&".join(f"{name}={request.GET[name]}" for name in KEY_PARAMS if name in request.GET)
+        return f"page:{generation}:{request.method}:{request.get_host()}:{request.path}?{params}"
 
     @staticmethod
     def _cacheable(response) -> bool:

@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from django.db.models import Prefetch, QuerySet
 from wagtail.models import Page
 
-from .models import ArticlePage, HomePage, Person, SectionPage
+from .models import ArticlePage, ArticlePageTag, HomePage, Person, SectionPage
 
 HEADLINE_COUNT = 6
 PER_SECTION_COUNT = 4
+RELATED_COUNT = 4
 
 
 def live_articles() -> QuerySet[ArticlePage]:
@@ -101,15 +102,16 @@ def home_page_context(*, home: HomePage) -> dict:
 def article_page_context(*, article: ArticlePage) -> dict:
     """Return the breadcrumb, byline rows and related stories for an article page."""
     related = []
-    tag_ids = [t.pk for t in article.tags.all()]
-    if tag_ids:
-        related = list(
-            live_articles().filter(tags__in=tag_ids).exclude(pk=article.pk).distinct()[:4]
-        )
+    topic_tags = list(article.tags.all())
+    if topic_tags:
+        # Ids through the tag table first: a DISTINCT over whole article rows
+        # (bodies included) took half the page's time on 10,000 articles.
+        sharing = ArticlePageTag.objects.filter(tag__in=topic_tags).values("content_object_id")
+        related = list(live_articles().filter(pk__in=sharing).exclude(pk=article.pk)[:RELATED_COUNT])
     return {
         "breadcrumb": breadcrumb(article),
         "related": related,
-        "topic_tags": list(article.tags.all()),
+        "topic_tags": topic_tags,
     }
 
 

@@ -66,3 +66,11 @@ def test_disabled_when_ttl_is_zero(client, home, settings):
     """PAGE_CACHE_TTL_S = 0 turns the cache off."""
     settings.PAGE_CACHE_TTL_S = 0
     assert "X-Page-Cache" not in client.get("/").headers
+
+
+def test_unknown_query_parameters_share_the_cached_page(client, home, caching):
+    """'/?junk=1' is served from the entry for '/': junk parameters cannot force fresh renders."""
+    make_article(headline="Story")
+    assert client.get("/").headers["X-Page-Cache"] == "miss"
+    assert client.get("/?utm_source=x&junk=1").headers["X-Page-Cache"] == "hit"
+    assert client.get("/?page=2").headers["X-Page-Cache"] == "miss"
