@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.db import DatabaseError
 
 KEY_PARAMS = ("page",)
-SKIP_PREFIXES = ("/admin/", "/django-admin/", "/health/", "/search/", "/documents/", "/static/", "/media/")
+SKIP_PREFIXES = ("/api/", "/admin/", "/django-admin/", "/health/", "/search/", "/documents/", "/static/", "/media/")
 
 
 class _Generation:

@@ -14,6 +14,9 @@ SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
     "bellwether.news",
+    "bellwether.ledger",
+    "bellwether.markets",
+    "bellwether.accounts",
     "wagtail.contrib.redirects",
     "wagtail.contrib.sitemaps",
     "wagtail.contrib.routable_page",
@@ -145,3 +148,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
+
+# Money: integer micro-credits (10^-6). New users receive this from the treasury.
+STARTING_BALANCE_MICRO = env_int("STARTING_BALANCE_CREDITS", 1000) * 1_000_000

@@ -1,0 +1,95 @@
+"""The one JSON API, under /api/v1; each app adds its router.
+
+Auth is a bearer token (``Authorization: Bearer bw_...``) or the browser
+session with its CSRF token. Every error has the body
+``{"error": {"code": "...", "message": "..."}}`` with a stable code.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import APIKeyCookie, HttpBearer
+
+from bellwether.accounts.services import authenticate_token
+from bellwether.ledger.exceptions import LedgerError
+from bellwether.markets.exceptions import MarketError
+
+STATUS_BY_CODE = {
+    "invalid": 400,
+    "forbidden": 403,
+    "not_found": 404,
+    "market_closed": 409,
+    "slippage_exceeded": 409,
+    "insufficient_funds": 422,
+    "idempotency_conflict": 422,
+}
+
+
+class BearerToken(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str):
+        user = authenticate_token(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+class SessionWithCsrf(APIKeyCookie):
+    """The browser's session cookie; unsafe methods also need the CSRF token."""
+
+    param_name = "sessionid"
+
+    def __init__(self) -> None:
+        super().__init__(csrf=True)
+
+    def authenticate(self, request: HttpRequest, key):
+        user = getattr(request, "user", None)
+        return user if user is not None and user.is_authenticated else None
+
+
+api = NinjaAPI(
+    title="Bellwether API",
+    version="1.0.0",
+    urls_namespace="api-1.0.0",
+    auth=[BearerToken(), SessionWithCsrf()],
+    docs_url="/docs",
+)
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+@api.exception_handler(MarketError)
+@api.exception_handler(LedgerError)
+def _domain_error(request, exc):
+    return api.create_response(request, error_body(exc.code, str(exc)), status=STATUS_BY_CODE.get(exc.code, 400))
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request, exc: ValidationError):
+    first = exc.errors[0] if exc.errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
+    message = f"{where}: {first.get('msg', 'invalid input')}"
+    return api.create_response(request, error_body("invalid", message), status=400)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request, exc):
+    return api.create_response(request, error_body("unauthorized", "log in or send Authorization: Bearer <token>"), status=401)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found"}.get(exc.status_code, "invalid")
+    return api.create_response(request, error_body(code, str(exc)), status=exc.status_code)
+
+
+from bellwether.accounts.api import router as accounts_router  # noqa: E402
+from bellwether.markets.api import router as markets_router  # noqa: E402
+from bellwether.news.api import router as news_router  # noqa: E402
+
+api.add_router("/markets", markets_router)
+api.add_router("/me", accounts_router)
+api.add_router("/articles", news_router)

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class MarketsConfig(AppConfig):
+    name = "bellwether.markets"
+    label = "markets"
+    verbose_name = "Markets"

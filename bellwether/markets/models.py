@@ -1,0 +1,158 @@
+"""Prediction markets priced by LMSR, their trades, positions and resolutions.
+
+Quantities are integer micro-shares, money integer micro-credits; a winning
+share pays 1 credit (1,000,000 micro-credits per 1,000,000 micro-shares).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from bellwether.ledger.models import Account
+
+
+class Market(models.Model):
+    class Kind(models.TextChoices):
+        BINARY = "binary", "Yes / No"
+        MULTIPLE = "multiple", "Multiple choice"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+        CANCELLED = "cancelled", "Cancelled"
+
+    slug = models.SlugField(max_length=120, unique=True)
+    question = models.CharField(max_length=300)
+    description = models.TextField(blank=True)
+    resolution_criteria = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BINARY)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)
+    liquidity_b_micro = models.BigIntegerField()
+    close_at = models.DateTimeField(db_index=True)
+    pool = models.OneToOneField(Account, on_delete=models.PROTECT, related_name="market")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    volume_micro = models.BigIntegerField(default=0)
+    trade_count = models.PositiveIntegerField(default=0)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolution = models.JSONField(null=True, blank=True, help_text='{"outcome": "yes"}, {"probabilities": {...}} or {"cancel": true}')
+    resolution_note = models.TextField(blank=True)
+    resolution_sources = models.JSONField(default=list, blank=True)
+    articles = models.ManyToManyField("news.ArticlePage", through="MarketArticle", related_name="markets", blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(liquidity_b_micro__gt=0), name="market_positive_liquidity")]
+
+    def __str__(self) -> str:
+        return self.question
+
+    def get_absolute_url(self) -> str:
+        return reverse("api-1.0.0:market_detail", args=[self.slug])
+
+    @property
+    def is_trading(self) -> bool:
+        """Return True while trades are accepted: open and before close_at."""
+        return self.status == self.Status.OPEN and timezone.now() < self.close_at
+
+    @property
+    def display_status(self) -> str:
+        """Return the lifecycle state including the derived 'closed'."""
+        if self.status == self.Status.OPEN and timezone.now() >= self.close_at:
+            return "closed"
+        return self.status
+
+
+class Outcome(models.Model):
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="outcomes")
+    slug = models.SlugField(max_length=60)
+    name = models.CharField(max_length=200)
+    position = models.PositiveSmallIntegerField()
+    shares_micro = models.BigIntegerField(default=0, help_text="q_i: shares sold and not bought back")
+    payout_per_share_micro = models.BigIntegerField(null=True, blank=True, help_text="Set at resolution.")
+
+    class Meta:
+        ordering = ["market", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "slug"], name="outcome_unique_slug"),
+            models.UniqueConstraint(fields=["market", "position"], name="outcome_unique_position"),
+            models.CheckConstraint(condition=Q(shares_micro__gte=0), name="outcome_shares_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market.slug}:{self.slug}"
+
+
+class Position(models.Model):
+    """What one user holds of one outcome, and what it cost them."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="positions")
+    outcome = models.ForeignKey(Outcome, on_delete=models.PROTECT, related_name="positions")
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="positions")
+    shares_micro = models.BigIntegerField(default=0)
+    cost_basis_micro = models.BigIntegerField(default=0, help_text="What the shares still held cost.")
+    spent_micro = models.BigIntegerField(default=0, help_text="Total paid for buys.")
+    received_micro = models.BigIntegerField(default=0, help_text="Total received from sells.")
+    payout_micro = models.BigIntegerField(null=True, blank=True, help_text="Paid at resolution or cancellation.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "outcome"], name="position_unique"),
+            models.CheckConstraint(condition=Q(shares_micro__gte=0), name="position_shares_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.outcome}: {self.shares_micro}"
+
+
+class Trade(models.Model):
+    class Side(models.TextChoices):
+        BUY = "buy", "Buy"
+        SELL = "sell", "Sell"
+
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="trades")
+    outcome = models.ForeignKey(Outcome, on_delete=models.PROTECT, related_name="trades")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trades")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    shares_micro = models.BigIntegerField()
+    amount_micro = models.BigIntegerField(help_text="Paid for a buy, received for a sell.")
+    probability_before = models.FloatField(help_text="The traded outcome's price before the trade.")
+    probabilities_after = models.JSONField(help_text="Every outcome's price after the trade, by position.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(shares_micro__gt=0), name="trade_positive_shares"),
+            models.CheckConstraint(condition=Q(amount_micro__gte=0), name="trade_non_negative_amount"),
+        ]
+        indexes = [models.Index(fields=["market", "created_at"])]
+
+
+class IdempotencyKey(models.Model):
+    """A trade request already answered, so a retry gets the same answer."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64)
+    response = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_unique_key")]
+
+
+class MarketArticle(models.Model):
+    """A market linked to an article, with its odds when the article appeared."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="article_links")
+    article = models.ForeignKey("news.ArticlePage", on_delete=models.CASCADE, related_name="market_links")
+    probabilities_at_publish = models.JSONField(help_text="Outcome slug -> probability when the article was published.")
+    linked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["market", "article"], name="market_article_unique")]

@@ -1,0 +1,480 @@
+"""Every write to markets: create, link, trade, resolve, cancel.
+
+Trades follow one lock order everywhere: the market row, then the accounts
+by id. On SQLite, IMMEDIATE transactions serialise writers instead; on
+PostgreSQL, serialization failures and deadlocks are retried a bounded
+number of times.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import slugify
+
+from bellwether.ledger.models import Transfer
+from bellwether.ledger.services import format_micro, get_treasury, lock_accounts, open_pool_account, open_user_account, post_transfer
+
+from . import lmsr
+from .exceptions import (
+    AlreadyResolved,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidTrade,
+    MarketClosed,
+    MarketNotFound,
+    SlippageExceeded,
+)
+from .models import IdempotencyKey, Market, MarketArticle, Outcome, Position, Trade
+
+MICRO = lmsr.MICRO
+MAX_TRADE_MICRO = 10**9 * MICRO  # one billion credits or shares: beyond any sane trade
+RETRY_ATTEMPTS = 5
+_RETRY_SQLSTATES = {"40001", "40P01"}
+
+
+def retry_on_conflict(func):
+    """Re-run ``func`` after a PostgreSQL serialization failure or deadlock.
+
+    Nothing else is retried; the last failure is re-raised.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        for attempt in range(RETRY_ATTEMPTS):
+            try:
+                return func(*args, **kwargs)
+            except OperationalError as exc:
+                state = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+                if state not in _RETRY_SQLSTATES or attempt == RETRY_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.002 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+# --- creating and linking -------------------------------------------------
+
+
+def create_market(
+    *,
+    question: str,
+    outcomes: list[str] | None = None,
+    liquidity_b_micro: int,
+    close_at,
+    created_by=None,
+    description: str = "",
+    resolution_criteria: str = "",
+    slug: str = "",
+    status: str = Market.Status.OPEN,
+) -> Market:
+    """Create a market and fund its pool with the subsidy b*ln(n) from the treasury.
+
+    ``outcomes`` None makes a binary market (yes/no); otherwise 2 to 50 named
+    outcomes, exactly one of which will win.
+    """
+    question = " ".join(question.split())
+    if not question:
+        raise InvalidTrade("a market needs a question")
+    if close_at <= timezone.now():
+        raise InvalidTrade("close_at must be in the future")
+    if not isinstance(liquidity_b_micro, int) or not 0 < liquidity_b_micro <= MAX_TRADE_MICRO:
+        raise InvalidTrade("liquidity b must be positive and at most 1,000,000,000 credits")
+    if outcomes is None:
+        kind, named = Market.Kind.BINARY, [("yes", "Yes"), ("no", "No")]
+    else:
+        names = [" ".join(str(o).split()) for o in outcomes]
+        if not lmsr.MIN_OUTCOMES <= len(names) <= lmsr.MAX_OUTCOMES:
+            raise InvalidTrade(f"a market has {lmsr.MIN_OUTCOMES} to {lmsr.MAX_OUTCOMES} outcomes")
+        slugs = [slugify(n)[:60] for n in names]
+        if any(not s for s in slugs) or len(set(slugs)) != len(slugs):
+            raise InvalidTrade("outcome names must be non-empty and distinct")
+        kind, named = Market.Kind.MULTIPLE, list(zip(slugs, names))
+        if sorted(slugs) == ["no", "yes"]:
+            kind = Market.Kind.BINARY
+    slug = slugify(slug or question)[:100] or "market"
+    base, n = slug, 2
+    while Market.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    subsidy = lmsr.max_loss_micro(liquidity_b_micro, len(named))
+    with transaction.atomic():
+        pool = open_pool_account(name=f"Pool: {question[:180]}")
+        market = Market.objects.create(
+            slug=slug,
+            question=question[:300],
+            description=description,
+            resolution_criteria=resolution_criteria,
+            kind=kind,
+            status=status,
+            liquidity_b_micro=liquidity_b_micro,
+            close_at=close_at,
+            pool=pool,
+            created_by=created_by,
+        )
+        Outcome.objects.bulk_create(
+            [Outcome(market=market, slug=s, name=name, position=i) for i, (s, name) in enumerate(named)]
+        )
+        treasury = lock_accounts([get_treasury(), pool])
+        post_transfer(
+            debit=treasury[get_treasury().pk], credit=treasury[pool.pk], amount_micro=subsidy,
+            kind=Transfer.Kind.SUBSIDY, reference=f"market:{market.pk}", memo="LMSR subsidy b·ln(n)",
+        )
+    return market
+
+
+def link_article(*, market: Market, article) -> MarketArticle:
+    """Link ``market`` to ``article``, remembering the odds when the article was published.
+
+    The odds are read from the price history at the article's publication
+    time (or now, for an article published before the market existed).
+    """
+    published = getattr(article, "published_at", None) or getattr(article, "first_published_at", None) or timezone.now()
+    link, _ = MarketArticle.objects.get_or_create(
+        market=market, article=article, defaults={"probabilities_at_publish": probabilities_at(market=market, when=published)}
+    )
+    return link
+
+
+def probabilities_at(*, market: Market, when) -> dict[str, float]:
+    """Return each outcome's probability as of ``when``, from the trade history."""
+    outcomes = list(market.outcomes.order_by("position"))
+    trade = market.trades.filter(created_at__lte=when).order_by("-created_at", "-id").first()
+    if trade is None:
+        probs = [1 / len(outcomes)] * len(outcomes)
+    else:
+        probs = trade.probabilities_after
+    return {o.slug: round(p, 6) for o, p in zip(outcomes, probs)}
+
+
+# --- quoting and trading --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TradeRequest:
+    """A validated trade (or quote) request, in micro-units."""
+
+    outcome: str
+    side: str  # "buy" or "sell"
+    shares_micro: int | None = None
+    amount_micro: int | None = None  # a buy's budget
+    sell_all: bool = False
+    max_cost_micro: int | None = None
+    min_proceeds_micro: int | None = None
+
+    def fingerprint(self, market_slug: str) -> str:
+        """Return a hash of the request, to tell a replay from a different request."""
+        body = json.dumps({"market": market_slug, **self.__dict__}, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Fill:
+    """What a trade does: the outcome, shares, money and prices around it."""
+
+    outcome_index: int
+    side: str
+    shares_micro: int
+    amount_micro: int
+    probability_before: float
+    probabilities_after: list[float]
+
+    @property
+    def average_price(self) -> float:
+        return self.amount_micro / self.shares_micro if self.shares_micro else 0.0
+
+
+def _validate(request: TradeRequest) -> None:
+    if request.side not in (Trade.Side.BUY, Trade.Side.SELL):
+        raise InvalidTrade("side must be 'buy' or 'sell'")
+    given = [request.shares_micro is not None, request.amount_micro is not None, request.sell_all]
+    if sum(given) != 1:
+        raise InvalidTrade("give exactly one of shares, amount (buys) or all (sells)")
+    if request.amount_micro is not None and request.side != Trade.Side.BUY:
+        raise InvalidTrade("amount is a buy's budget; sell by shares or all")
+    if request.sell_all and request.side != Trade.Side.SELL:
+        raise InvalidTrade("all applies to sells")
+    for name in ("shares_micro", "amount_micro", "max_cost_micro", "min_proceeds_micro"):
+        value = getattr(request, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidTrade(f"{name.removesuffix('_micro')} must be a number")
+        floor = 0 if name == "min_proceeds_micro" else 1
+        if not floor <= value <= MAX_TRADE_MICRO:
+            raise InvalidTrade(f"{name.removesuffix('_micro')} must be between {format_micro(floor)} and 1000000000")
+
+
+def compute_fill(*, market: Market, outcomes: list[Outcome], request: TradeRequest, held_micro: int) -> Fill:
+    """Return the fill for ``request`` at the current quantities (pure: writes nothing)."""
+    _validate(request)
+    index = next((i for i, o in enumerate(outcomes) if o.slug == request.outcome), None)
+    if index is None:
+        raise InvalidTrade(f"unknown outcome {request.outcome!r}; this market has {', '.join(o.slug for o in outcomes)}")
+    q = [o.shares_micro for o in outcomes]
+    b = market.liquidity_b_micro
+    before = lmsr.prices_after_micro(q, b)[index]
+    if request.side == Trade.Side.BUY:
+        if request.amount_micro is not None:
+            shares = lmsr.shares_for_budget_micro(q, b, index, request.amount_micro)
+            if shares <= 0:
+                raise InvalidTrade("the amount is too small to buy any shares")
+        else:
+            shares = request.shares_micro
+        amount = lmsr.buy_cost_micro(q, b, index, shares)
+        q[index] += shares
+        if request.max_cost_micro is not None and amount > request.max_cost_micro:
+            raise SlippageExceeded(f"costs {format_micro(amount)}, more than max_cost {format_micro(request.max_cost_micro)}")
+    else:
+        shares = held_micro if request.sell_all else request.shares_micro
+        if shares <= 0:
+            raise InvalidTrade("you hold no shares of this outcome")
+        if shares > held_micro:
+            raise InvalidTrade(f"you hold {format_micro(held_micro)} shares, cannot sell {format_micro(shares)}")
+        amount = lmsr.sell_proceeds_micro(q, b, index, shares)
+        q[index] -= shares
+        if request.min_proceeds_micro is not None and amount < request.min_proceeds_micro:
+            raise SlippageExceeded(f"pays {format_micro(amount)}, less than min_proceeds {format_micro(request.min_proceeds_micro)}")
+    return Fill(index, request.side, shares, amount, before, lmsr.prices_after_micro(q, b))
+
+
+def get_market(*, slug: str) -> Market:
+    """Return the market with ``slug`` or raise MarketNotFound."""
+    market = Market.objects.filter(slug=slug).first()
+    if market is None:
+        raise MarketNotFound(f"no market {slug!r}")
+    return market
+
+
+def quote(*, market: Market, request: TradeRequest, user=None) -> Fill:
+    """Return what ``request`` would do now, without doing it."""
+    _check_trading(market)
+    outcomes = list(market.outcomes.order_by("position"))
+    held = 0
+    if user is not None and user.is_authenticated:
+        held = Position.objects.filter(user=user, outcome__market=market, outcome__slug=request.outcome).values_list("shares_micro", flat=True).first() or 0
+    return compute_fill(market=market, outcomes=outcomes, request=request, held_micro=held)
+
+
+def _check_trading(market: Market) -> None:
+    if market.status != Market.Status.OPEN:
+        raise MarketClosed(f"the market is {market.get_status_display().lower()}")
+    if timezone.now() >= market.close_at:
+        raise MarketClosed("the market closed for trading")
+
+
+@retry_on_conflict
+def place_trade(
+    *, user, market_slug: str, request: TradeRequest, idempotency_key: str | None = None, render=None
+) -> dict[str, Any]:
+    """Execute ``request`` for ``user`` completely or not at all; return the response body.
+
+    ``render(trade, market, position, balance_micro)`` builds the response
+    stored with ``idempotency_key``; a repeat with the same key and request
+    returns that stored body without trading again.
+    """
+    _validate(request)
+    account = open_user_account(user=user)
+    fingerprint = request.fingerprint(market_slug)
+    try:
+        with transaction.atomic(durable=True):
+            if idempotency_key:
+                stored = IdempotencyKey.objects.filter(user=user, key=idempotency_key).first()
+                if stored is not None:
+                    if stored.fingerprint != fingerprint:
+                        raise IdempotencyConflict("this Idempotency-Key was used for a different request")
+                    return {**stored.response, "replayed": True}
+            market = Market.objects.select_for_update().filter(slug=market_slug).first()
+            if market is None:
+                raise MarketNotFound(f"no market {market_slug!r}")
+            _check_trading(market)
+            outcomes = list(market.outcomes.order_by("position"))
+            position = _position_for(user=user, market=market, outcomes=outcomes, slug=request.outcome)
+            fill = compute_fill(market=market, outcomes=outcomes, request=request, held_micro=position.shares_micro if position else 0)
+            locked = lock_accounts([account, market.pool])
+            cash, pool = locked[account.pk], locked[market.pool_id]
+            outcome = outcomes[fill.outcome_index]
+            if fill.side == Trade.Side.BUY and cash.balance_micro < fill.amount_micro:
+                raise InsufficientFunds(
+                    f"this costs {format_micro(fill.amount_micro)} credits and you have {format_micro(cash.balance_micro)}"
+                )
+            trade = Trade.objects.create(
+                market=market, outcome=outcome, user=user, side=fill.side, shares_micro=fill.shares_micro,
+                amount_micro=fill.amount_micro, probability_before=fill.probability_before,
+                probabilities_after=[round(p, 9) for p in fill.probabilities_after],
+            )
+            if fill.side == Trade.Side.BUY:
+                post_transfer(debit=cash, credit=pool, amount_micro=fill.amount_micro, kind=Transfer.Kind.BUY, reference=f"trade:{trade.pk}")
+                delta = fill.shares_micro
+            else:
+                if fill.amount_micro > 0:
+                    post_transfer(debit=pool, credit=cash, amount_micro=fill.amount_micro, kind=Transfer.Kind.SELL, reference=f"trade:{trade.pk}")
+                delta = -fill.shares_micro
+            Outcome.objects.filter(pk=outcome.pk).update(shares_micro=F("shares_micro") + delta)
+            position = _apply_to_position(user=user, market=market, outcome=outcome, position=position, fill=fill)
+            Market.objects.filter(pk=market.pk).update(
+                volume_micro=F("volume_micro") + fill.amount_micro, trade_count=F("trade_count") + 1
+            )
+            body = render(trade, market, position, cash.balance_micro) if render else {"trade_id": trade.pk}
+            if idempotency_key:
+                IdempotencyKey.objects.create(user=user, key=idempotency_key, fingerprint=fingerprint, response=body)
+            return body
+    except IntegrityError:
+        # Two requests with one key raced past the lookup; the loser's
+        # transaction rolled back whole. Answer it as the replay it is.
+        if idempotency_key:
+            stored = IdempotencyKey.objects.filter(user=user, key=idempotency_key).first()
+            if stored is not None:
+                if stored.fingerprint != fingerprint:
+                    raise IdempotencyConflict("this Idempotency-Key was used for a different request") from None
+                return {**stored.response, "replayed": True}
+        raise
+
+
+def _position_for(*, user, market: Market, outcomes: list[Outcome], slug: str) -> Position | None:
+    outcome = next((o for o in outcomes if o.slug == slug), None)
+    if outcome is None:
+        return None
+    return Position.objects.filter(user=user, outcome=outcome).first()
+
+
+def _apply_to_position(*, user, market: Market, outcome: Outcome, position: Position | None, fill: Fill) -> Position:
+    """Add a fill to the user's position. Call while holding the market row lock."""
+    if position is None:
+        position = Position.objects.create(user=user, market=market, outcome=outcome)
+    if fill.side == Trade.Side.BUY:
+        position.shares_micro += fill.shares_micro
+        position.cost_basis_micro += fill.amount_micro
+        position.spent_micro += fill.amount_micro
+    else:
+        # The shares sold take their average cost out of the basis.
+        released = position.cost_basis_micro * fill.shares_micro // position.shares_micro
+        position.shares_micro -= fill.shares_micro
+        position.cost_basis_micro -= released
+        position.received_micro += fill.amount_micro
+    position.save(update_fields=["shares_micro", "cost_basis_micro", "spent_micro", "received_micro"])
+    return position
+
+
+# --- resolving -------------------------------------------------------------
+
+
+@dataclass
+class Resolution:
+    market: Market
+    payouts: dict[int, int]  # user id -> micro-credits paid
+    returned_micro: int
+    already_done: bool = False
+
+
+def plan_payouts(*, market: Market, outcome: str | None = None, probabilities: dict[str, Any] | None = None, cancel: bool = False) -> tuple[dict[int, int], dict[str, int]]:
+    """Return (user id -> payout, outcome slug -> payout per share) for a resolution, writing nothing.
+
+    Payouts round down, in the house's favour.
+    """
+    outcomes = list(market.outcomes.order_by("position"))
+    chosen = sum(x is not None and x is not False for x in (outcome, probabilities, cancel or None))
+    if chosen != 1:
+        raise InvalidTrade("resolve to one outcome, to probabilities, or cancel")
+    per_share: dict[str, int] = {}
+    if cancel:
+        payouts: dict[int, int] = {}
+        for position in Position.objects.filter(market=market):
+            net = position.spent_micro - position.received_micro
+            payouts[position.user_id] = payouts.get(position.user_id, 0) + net
+        return {user: max(0, net) for user, net in payouts.items() if net > 0}, per_share
+    if outcome is not None:
+        if outcome not in {o.slug for o in outcomes}:
+            raise InvalidTrade(f"unknown outcome {outcome!r}")
+        per_share = {o.slug: (MICRO if o.slug == outcome else 0) for o in outcomes}
+    else:
+        per_share = _probabilities_micro(probabilities, outcomes)
+    payouts = {}
+    for position in Position.objects.filter(market=market, shares_micro__gt=0).select_related("outcome"):
+        amount = position.shares_micro * per_share[position.outcome.slug] // MICRO
+        if amount:
+            payouts[position.user_id] = payouts.get(position.user_id, 0) + amount
+    return payouts, per_share
+
+
+def _probabilities_micro(probabilities: dict[str, Any], outcomes: list[Outcome]) -> dict[str, int]:
+    from decimal import Decimal, InvalidOperation
+
+    if not isinstance(probabilities, dict) or set(probabilities) != {o.slug for o in outcomes}:
+        raise InvalidTrade("give a probability for every outcome: " + ", ".join(o.slug for o in outcomes))
+    result = {}
+    for slug, value in probabilities.items():
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            raise InvalidTrade(f"probability for {slug!r} is not a number") from None
+        if not number.is_finite() or number < 0 or number > 1 or number.as_tuple().exponent < -6:
+            raise InvalidTrade(f"probability for {slug!r} must be between 0 and 1 with at most 6 decimals")
+        result[slug] = int(number * MICRO)
+    if sum(result.values()) != MICRO:
+        raise InvalidTrade("probabilities must sum to 1")
+    return result
+
+
+@retry_on_conflict
+def resolve_market(
+    *, market_slug: str, by, outcome: str | None = None, probabilities: dict | None = None, cancel: bool = False,
+    note: str = "", sources: list[str] | None = None,
+) -> Resolution:
+    """Resolve (or cancel) a market in one transaction and pay every holder.
+
+    Idempotent: a market already resolved or cancelled pays nothing more and
+    returns ``already_done``. The pool's remainder returns to the treasury;
+    on cancellation, refunds the pool cannot cover come from the treasury.
+    """
+    with transaction.atomic(durable=True):
+        market = Market.objects.select_for_update().filter(slug=market_slug).first()
+        if market is None:
+            raise MarketNotFound(f"no market {market_slug!r}")
+        if market.status in (Market.Status.RESOLVED, Market.Status.CANCELLED):
+            return Resolution(market=market, payouts={}, returned_micro=0, already_done=True)
+        payouts, per_share = plan_payouts(market=market, outcome=outcome, probabilities=probabilities, cancel=cancel)
+        from bellwether.ledger.models import Account
+
+        treasury = get_treasury()
+        holders = list(Account.objects.filter(user_id__in=payouts))
+        locked = lock_accounts([market.pool, treasury, *holders])
+        pool, treasury = locked[market.pool_id], locked[treasury.pk]
+        by_user = {a.user_id: locked[a.pk] for a in holders}
+        total = sum(payouts.values())
+        if total > pool.balance_micro:
+            if not cancel:
+                raise AssertionError("pool cannot cover the payouts: the LMSR invariant is broken")
+            post_transfer(debit=treasury, credit=pool, amount_micro=total - pool.balance_micro, kind=Transfer.Kind.COVER, reference=f"market:{market.pk}", memo="Refunds beyond the pool")
+        kind = Transfer.Kind.REFUND if cancel else Transfer.Kind.PAYOUT
+        for user_id, amount in sorted(payouts.items()):
+            post_transfer(debit=pool, credit=by_user[user_id], amount_micro=amount, kind=kind, reference=f"market:{market.pk}")
+        returned = pool.balance_micro
+        if returned > 0:
+            post_transfer(debit=pool, credit=treasury, amount_micro=returned, kind=Transfer.Kind.POOL_RETURN, reference=f"market:{market.pk}")
+        for slug, value in per_share.items():
+            Outcome.objects.filter(market=market, slug=slug).update(payout_per_share_micro=value)
+        if cancel:
+            Position.objects.filter(market=market).update(payout_micro=0)
+            for user_id, amount in payouts.items():
+                first = Position.objects.filter(market=market, user_id=user_id).order_by("pk").first()
+                Position.objects.filter(pk=first.pk).update(payout_micro=amount)
+        else:
+            for position in Position.objects.filter(market=market).select_related("outcome"):
+                Position.objects.filter(pk=position.pk).update(payout_micro=position.shares_micro * per_share[position.outcome.slug] // MICRO)
+        market.status = Market.Status.CANCELLED if cancel else Market.Status.RESOLVED
+        market.resolved_at = timezone.now()
+        market.resolved_by = by
+        market.resolution = {"cancel": True} if cancel else ({"outcome": outcome} if outcome else {"probabilities": {k: format_micro(v) for k, v in per_share.items()}})
+        market.resolution_note = note
+        market.resolution_sources = list(sources or [])
+        market.save(update_fields=["status", "resolved_at", "resolved_by", "resolution", "resolution_note", "resolution_sources"])
+        return Resolution(market=market, payouts=payouts, returned_micro=returned)
