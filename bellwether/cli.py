@@ -17,6 +17,13 @@ Getting started
 Content
   ingest        import articles from .txt/.md/.html files, folders, RSS/Atom feeds or URLs
 
+Markets and money
+  user create NAME [--role editor|resolver]
+                make a user with the starting balance (editors create markets, resolvers settle them)
+  token create USERNAME
+                print a new API token for `Authorization: Bearer ...` (shown once)
+  audit         recompute every balance from the ledger and check every market; exit 1 on a mismatch
+
 Administration
   migrate       create or update the database tables
   createsuperuser
