@@ -101,7 +101,10 @@ def create_market(
         kind, named = Market.Kind.MULTIPLE, list(zip(slugs, names))
         if sorted(slugs) == ["no", "yes"]:
             kind = Market.Kind.BINARY
-    slug = slugify(slug or question)[:100] or "market"
+    slug = slugify(slug or question)
+    if len(slug) > 60:
+        slug = slug[:61].rsplit("-", 1)[0]  # whole words only
+    slug = slug or "market"
     base, n = slug, 2
     while Market.objects.filter(slug=slug).exists():
         slug, n = f"{base}-{n}", n + 1

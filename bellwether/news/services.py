@@ -266,7 +266,7 @@ DEMO_EDITOR = ("editor", "bellwether-demo")
 
 
 def ensure_demo_editor() -> tuple[str, str]:
-    """Create (or reset) the demo editor, a member of Wagtail's Editors and Moderators groups."""
+    """Create (or reset) the demo editor: Wagtail's Editors and Moderators, and market resolver."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -275,5 +275,5 @@ def ensure_demo_editor() -> tuple[str, str]:
     user.set_password(password)
     user.is_staff = True
     user.save()
-    user.groups.add(*Group.objects.filter(name__in=["Editors", "Moderators"]))
+    user.groups.add(*Group.objects.filter(name__in=["Editors", "Moderators", "Resolvers"]))
     return username, password

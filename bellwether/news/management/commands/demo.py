@@ -35,6 +35,10 @@ class Command(BaseCommand):
         for failure in report.failures:
             self.stderr.write(self.style.WARNING(f"skipped {failure}"))
         self.stdout.write(f"  {report.created} articles created, {report.updated} updated")
+        from bellwether.markets.demo import load_demo_markets
+
+        markets = load_demo_markets(content_dir=DEMO_CONTENT)
+        self.stdout.write(f"  {markets} markets created from the stories' questions")
         username, password = services.ensure_demo_editor()
         self.stdout.write(
             self.style.SUCCESS(
