@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "taggit",
     "django_filters",
     "template_partials",
+    "ninja",  # serves the API docs page from local static files, not a CDN
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
