@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
+from ninja.utils import check_csrf
 
 from bellwether.accounts.services import authenticate_token
 from bellwether.ledger.exceptions import LedgerError
@@ -36,16 +37,24 @@ class BearerToken(HttpBearer):
 
 
 class SessionWithCsrf(APIKeyCookie):
-    """The browser's session cookie; unsafe methods also need the CSRF token."""
+    """The browser's logged-in session; unsafe methods also need the CSRF token.
+
+    The CSRF check runs only once a session user is found, so a request with
+    neither a session nor a valid token is told 401, not a CSRF failure.
+    """
 
     param_name = "sessionid"
 
     def __init__(self) -> None:
-        super().__init__(csrf=True)
+        super().__init__(csrf=False)
 
     def authenticate(self, request: HttpRequest, key):
         user = getattr(request, "user", None)
-        return user if user is not None and user.is_authenticated else None
+        if user is None or not user.is_authenticated:
+            return None
+        if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE") and check_csrf(request):
+            raise HttpError(403, "CSRF check failed: send the X-CSRFToken header")
+        return user
 
 
 api = NinjaAPI(

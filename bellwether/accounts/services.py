@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 
@@ -19,6 +20,7 @@ from .models import ApiToken
 # resolvers resolve and cancel them.
 ROLE_GROUPS = {"editor": "Editors", "resolver": "Resolvers"}
 TOKEN_PREFIX = "bw_"
+LAST_USED_RESOLUTION = dt.timedelta(minutes=5)
 
 
 def create_user(*, username: str, email: str = "", password: str | None = None, roles: tuple[str, ...] = ()):
@@ -77,6 +79,10 @@ def authenticate_token(raw: str):
     token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw), revoked_at__isnull=True).first()
     if token is None or not token.user.is_active:
         return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        # Recorded coarsely: a write on every API call would tax the trade path.
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
 
 

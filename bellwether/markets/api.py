@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 
 from bellwether.accounts.services import authenticate_token, has_role
 from bellwether.ledger.services import format_micro
@@ -179,6 +179,8 @@ def optional_user(request: HttpRequest):
 @router.get("", response=list[MarketOut], auth=None, summary="List markets")
 def list_markets(request, status: str | None = None, tag: str | None = None, section: str | None = None, limit: int = 50):
     """Open, closed, resolved or cancelled markets, newest first; filter by the linked articles' tag or section slug."""
+    if status is not None and status not in selectors.STATUS_FILTERS:
+        raise InvalidTrade(f"status must be one of {', '.join(selectors.STATUS_FILTERS)}")
     markets = selectors.list_markets(status=status, tag=tag, section=section, limit=min(max(limit, 1), 200))
     return [market_out(m) for m in markets]
 
@@ -188,14 +190,16 @@ def create_market(request, payload: MarketIn):
     if not has_role(request.auth, "editor"):
         raise Forbidden("only editors create markets")
     b = to_micro(payload.liquidity_b, "liquidity_b")
+    articles = selectors.articles_by_id(payload.articles)
+    missing = sorted(set(payload.articles) - {a.pk for a in articles})
+    if missing:
+        raise InvalidTrade(f"no article with id {', '.join(map(str, missing))}")
     market = services.create_market(
         question=payload.question, outcomes=payload.outcomes, liquidity_b_micro=b, close_at=payload.close_at,
         created_by=request.auth, description=payload.description, resolution_criteria=payload.resolution_criteria,
-        slug=payload.slug,
+        slug=payload.slug, articles=articles,
     )
-    for article in selectors.articles_by_id(payload.articles):
-        services.link_article(market=market, article=article)
-    return 201, market_out(selectors.market_detail(slug=market.slug))
+    return Status(201, market_out(selectors.market_detail(slug=market.slug)))
 
 
 @router.get("/{slug}", response={200: MarketOut, 404: Error}, auth=None, url_name="market_detail", summary="One market")
@@ -265,7 +269,7 @@ def trade(request, slug: str, payload: TradeIn):
     if key is not None and not 1 <= len(key) <= 200:
         raise InvalidTrade("Idempotency-Key must be 1 to 200 characters")
     body = services.place_trade(user=request.auth, market_slug=slug, request=_request(payload), idempotency_key=key, render=trade_body)
-    return (200 if body.get("replayed") else 201), body
+    return Status(200 if body.get("replayed") else 201, body)
 
 
 @router.post("/{slug}/resolve", response={200: ResolveOut, 400: Error, 403: Error, 404: Error}, summary="Resolve or cancel (resolvers)")

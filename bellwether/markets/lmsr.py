@@ -46,13 +46,14 @@ from collections.abc import Sequence
 MICRO = 1_000_000
 MIN_OUTCOMES = 2
 MAX_OUTCOMES = 50
-# Float results are nudged this far (relative) towards the house before
-# rounding, so float64 error can never round a payment the trader's way.
-_GUARD = 1e-12
-# ... plus this much of the spread of quantities and the trade's size (in
-# micro-units), which bounds float64's absolute error in the log-odds when
-# outcomes are far apart (q/b of 10^6): the relative guard alone is too small
-# there.
+# Float results are nudged this far (relative, about 45 float64 ulps)
+# towards the house before rounding, so float error cannot round a payment
+# the trader's way, yet amounts near 10^11 micro are not pushed a whole unit.
+_GUARD = 1e-14
+# When outcomes are far apart (q/b up to 10^6) float64 resolves the log-odds
+# only to about eps * spread / b, which the relative guard cannot cover: the
+# error of a trade is below eps * (spread + shares) * min(1, amount / b),
+# about 2.5 * 2.2e-16 of it at worst. Nudge that much more, with margin.
 _SPREAD_GUARD = 1e-15
 
 
@@ -195,8 +196,9 @@ def _credits(q_micro: Sequence[int]) -> list[float]:
     return [(x - top) / MICRO for x in q_micro]
 
 
-def _slack(q_micro: Sequence[int], shares_micro: int) -> float:
-    return _SPREAD_GUARD * (max(q_micro, default=0) - min(q_micro, default=0) + shares_micro)
+def _slack(q_micro: Sequence[int], b_micro: int, shares_micro: int, amount: float) -> float:
+    spread = max(q_micro, default=0) - min(q_micro, default=0)
+    return _SPREAD_GUARD * (spread + shares_micro) * min(1.0, amount / b_micro)
 
 
 def buy_cost_micro(q_micro: Sequence[int], b_micro: int, i: int, shares_micro: int) -> int:
@@ -207,13 +209,13 @@ def buy_cost_micro(q_micro: Sequence[int], b_micro: int, i: int, shares_micro: i
     exact = buy_cost(_credits(q_micro), b_micro / MICRO, i, shares_micro / MICRO) * MICRO
     if shares_micro == 0:
         return 0
-    return max(1, math.ceil(exact * (1 + _GUARD) + _slack(q_micro, shares_micro)))
+    return max(1, math.ceil(exact * (1 + _GUARD) + _slack(q_micro, b_micro, shares_micro, exact)))
 
 
 def sell_proceeds_micro(q_micro: Sequence[int], b_micro: int, i: int, shares_micro: int) -> int:
     """Return the micro-credits a seller receives for ``shares_micro``, rounded down."""
     exact = sell_proceeds(_credits(q_micro), b_micro / MICRO, i, shares_micro / MICRO) * MICRO
-    return max(0, math.floor(exact * (1 - _GUARD) - _slack(q_micro, shares_micro)))
+    return max(0, math.floor(exact * (1 - _GUARD) - _slack(q_micro, b_micro, shares_micro, exact)))
 
 
 def shares_for_budget_micro(q_micro: Sequence[int], b_micro: int, i: int, budget_micro: int) -> int:

@@ -11,6 +11,9 @@ from .exceptions import MarketNotFound
 from .models import Market, MarketArticle, Outcome, Position
 
 
+STATUS_FILTERS = ("open", "closed", "resolved", "cancelled")
+
+
 def _with_outcomes(qs: QuerySet[Market]) -> QuerySet[Market]:
     return qs.prefetch_related(
         Prefetch("outcomes", queryset=Outcome.objects.order_by("position")),
@@ -65,7 +68,7 @@ def price_history(*, market: Market) -> list[tuple]:
 
 
 def articles_by_id(ids: list[int]):
-    """Return the live articles with these ids."""
+    """Return the articles with these ids (drafts too: a market can be prepared with its story)."""
     from bellwether.news.models import ArticlePage
 
     return list(ArticlePage.objects.filter(pk__in=ids)) if ids else []

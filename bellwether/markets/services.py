@@ -8,6 +8,7 @@ number of times.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -76,6 +77,7 @@ def create_market(
     resolution_criteria: str = "",
     slug: str = "",
     status: str = Market.Status.OPEN,
+    articles: list | None = None,
 ) -> Market:
     """Create a market and fund its pool with the subsidy b*ln(n) from the treasury.
 
@@ -85,6 +87,10 @@ def create_market(
     question = " ".join(question.split())
     if not question:
         raise InvalidTrade("a market needs a question")
+    if len(question) > 300:
+        raise InvalidTrade("the question is longer than 300 characters")
+    if timezone.is_naive(close_at):
+        close_at = timezone.make_aware(close_at, dt.timezone.utc)  # a time without an offset is UTC
     if close_at <= timezone.now():
         raise InvalidTrade("close_at must be in the future")
     if not isinstance(liquidity_b_micro, int) or not 0 < liquidity_b_micro <= MAX_TRADE_MICRO:
@@ -98,6 +104,8 @@ def create_market(
         slugs = [slugify(n)[:60] for n in names]
         if any(not s for s in slugs) or len(set(slugs)) != len(slugs):
             raise InvalidTrade("outcome names must be non-empty and distinct")
+        if any(len(n) > 200 for n in names):
+            raise InvalidTrade("an outcome name is longer than 200 characters")
         kind, named = Market.Kind.MULTIPLE, list(zip(slugs, names))
         if sorted(slugs) == ["no", "yes"]:
             kind = Market.Kind.BINARY
@@ -131,6 +139,8 @@ def create_market(
             debit=treasury[get_treasury().pk], credit=treasury[pool.pk], amount_micro=subsidy,
             kind=Transfer.Kind.SUBSIDY, reference=f"market:{market.pk}", memo="LMSR subsidy b·ln(n)",
         )
+        for article in articles or []:
+            link_article(market=market, article=article)
     return market
 
 
@@ -205,6 +215,10 @@ def _validate(request: TradeRequest) -> None:
         raise InvalidTrade("amount is a buy's budget; sell by shares or all")
     if request.sell_all and request.side != Trade.Side.SELL:
         raise InvalidTrade("all applies to sells")
+    if request.max_cost_micro is not None and request.side != Trade.Side.BUY:
+        raise InvalidTrade("max_cost bounds a buy; a sell takes min_proceeds")
+    if request.min_proceeds_micro is not None and request.side != Trade.Side.SELL:
+        raise InvalidTrade("min_proceeds bounds a sell; a buy takes max_cost")
     for name in ("shares_micro", "amount_micro", "max_cost_micro", "min_proceeds_micro"):
         value = getattr(request, name)
         if value is None:
