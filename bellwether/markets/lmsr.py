@@ -16,9 +16,11 @@ Trading ``d`` shares of outcome i moves along the cost function::
     sell proceeds = C(q) - C(q - d*e_i) = -b * ln(1 + p_i * (exp(-d/b) - 1))
     shares for a budget m = b * ln((exp(m/b) - 1 + p_i) / p_i)
 
-The right-hand forms need only the price p_i, computed with the log-sum-exp
-shift (subtract max q_i), so nothing overflows even at q/b = 10^6, and
-``log1p``/``expm1`` keep small trades exact on large markets.
+The right-hand forms need only the price p_i, worked from the log-odds
+ln(p_i / (1 - p_i)) with the log-sum-exp shift (subtract max q_i). Small
+trades use ``log1p``/``expm1`` as written; large ones sum
+ln(1 - p_i + p_i * exp(+-d/b)) in log space. So nothing overflows, underflows
+to a wrong answer or loses its digits, even at q/b = 10^6.
 
 Worked example: b = 100, two outcomes at 50/50; 10 YES shares cost
 100 * ln((e^0.1 + 1) / 2) = 5.124948 credits:
@@ -51,9 +53,9 @@ MAX_OUTCOMES = 50
 # the trader's way, yet amounts near 10^11 micro are not pushed a whole unit.
 _GUARD = 1e-14
 # When outcomes are far apart (q/b up to 10^6) float64 resolves the log-odds
-# only to about eps * spread / b, which the relative guard cannot cover: the
-# error of a trade is below eps * (spread + shares) * min(1, amount / b),
-# about 2.5 * 2.2e-16 of it at worst. Nudge that much more, with margin.
+# only to about eps * spread / b, which no relative guard covers: a trade's
+# error is then up to about 2.5 * eps * (spread + shares) * min(1, amount / b)
+# micro-credits (eps = 2.2e-16). Nudge by 1e-15 times that product as well.
 _SPREAD_GUARD = 1e-15
 
 

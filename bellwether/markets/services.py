@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from .models import IdempotencyKey, Market, MarketArticle, Outcome, Position, Tr
 MICRO = lmsr.MICRO
 MAX_TRADE_MICRO = 10**9 * MICRO  # one billion credits or shares: beyond any sane trade
 RETRY_ATTEMPTS = 5
+SLUG_ATTEMPTS = 5
 _RETRY_SQLSTATES = {"40001", "40P01"}
 
 
@@ -113,10 +115,33 @@ def create_market(
     if len(slug) > 60:
         slug = slug[:61].rsplit("-", 1)[0]  # whole words only
     slug = slug or "market"
-    base, n = slug, 2
+    subsidy = lmsr.max_loss_micro(liquidity_b_micro, len(named))
+    for attempt in range(SLUG_ATTEMPTS):
+        try:
+            # After a collision, a random suffix stops racers picking the same next slug.
+            candidate = slug if attempt == 0 else f"{slug}-{secrets.token_hex(3)}"
+            return _insert_market(
+                slug=_free_market_slug(candidate), question=question, description=description,
+                resolution_criteria=resolution_criteria, kind=kind, status=status,
+                liquidity_b_micro=liquidity_b_micro, close_at=close_at, created_by=created_by,
+                named=named, subsidy=subsidy, articles=articles,
+            )
+        except IntegrityError:
+            # Another market took the slug between the check and the insert.
+            if attempt == SLUG_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _free_market_slug(base: str) -> str:
+    slug, n = base, 2
     while Market.objects.filter(slug=slug).exists():
         slug, n = f"{base}-{n}", n + 1
-    subsidy = lmsr.max_loss_micro(liquidity_b_micro, len(named))
+    return slug
+
+
+def _insert_market(*, slug, question, description, resolution_criteria, kind, status, liquidity_b_micro, close_at, created_by, named, subsidy, articles) -> Market:
+    """Write the market, its outcomes, its funded pool and its article links, all or nothing."""
     with transaction.atomic():
         pool = open_pool_account(name=f"Pool: {question[:180]}")
         market = Market.objects.create(
@@ -134,9 +159,10 @@ def create_market(
         Outcome.objects.bulk_create(
             [Outcome(market=market, slug=s, name=name, position=i) for i, (s, name) in enumerate(named)]
         )
-        treasury = lock_accounts([get_treasury(), pool])
+        treasury = get_treasury()
+        locked = lock_accounts([treasury, pool])
         post_transfer(
-            debit=treasury[get_treasury().pk], credit=treasury[pool.pk], amount_micro=subsidy,
+            debit=locked[treasury.pk], credit=locked[pool.pk], amount_micro=subsidy,
             kind=Transfer.Kind.SUBSIDY, reference=f"market:{market.pk}", memo="LMSR subsidy b·ln(n)",
         )
         for article in articles or []:
@@ -304,14 +330,18 @@ def place_trade(
     try:
         with transaction.atomic(durable=True):
             if idempotency_key:
-                stored = IdempotencyKey.objects.filter(user=user, key=idempotency_key).first()
-                if stored is not None:
-                    if stored.fingerprint != fingerprint:
-                        raise IdempotencyConflict("this Idempotency-Key was used for a different request")
-                    return {**stored.response, "replayed": True}
+                replay = _stored_response(user=user, key=idempotency_key, fingerprint=fingerprint)
+                if replay is not None:
+                    return replay
             market = Market.objects.select_for_update().filter(slug=market_slug).first()
             if market is None:
                 raise MarketNotFound(f"no market {market_slug!r}")
+            if idempotency_key:
+                # Look again under the market lock: a duplicate that queued
+                # behind the first request must see the key it committed.
+                replay = _stored_response(user=user, key=idempotency_key, fingerprint=fingerprint)
+                if replay is not None:
+                    return replay
             _check_trading(market)
             outcomes = list(market.outcomes.order_by("position"))
             position = _position_for(user=user, market=market, outcomes=outcomes, slug=request.outcome)
@@ -348,12 +378,20 @@ def place_trade(
         # Two requests with one key raced past the lookup; the loser's
         # transaction rolled back whole. Answer it as the replay it is.
         if idempotency_key:
-            stored = IdempotencyKey.objects.filter(user=user, key=idempotency_key).first()
-            if stored is not None:
-                if stored.fingerprint != fingerprint:
-                    raise IdempotencyConflict("this Idempotency-Key was used for a different request") from None
-                return {**stored.response, "replayed": True}
+            replay = _stored_response(user=user, key=idempotency_key, fingerprint=fingerprint)
+            if replay is not None:
+                return replay
         raise
+
+
+def _stored_response(*, user, key: str, fingerprint: str) -> dict | None:
+    """Return the stored answer for ``key``, None if unused; a different request is a conflict."""
+    stored = IdempotencyKey.objects.filter(user=user, key=key).first()
+    if stored is None:
+        return None
+    if stored.fingerprint != fingerprint:
+        raise IdempotencyConflict("this Idempotency-Key was used for a different request")
+    return {**stored.response, "replayed": True}
 
 
 def _position_for(*, user, market: Market, outcomes: list[Outcome], slug: str) -> Position | None:
