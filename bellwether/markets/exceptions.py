@@ -39,5 +39,3 @@ class Forbidden(MarketError):
     code = "forbidden"
 
 
-class AlreadyResolved(MarketError):
-    code = "market_closed"

@@ -27,7 +27,6 @@ from bellwether.ledger.services import format_micro, get_treasury, lock_accounts
 
 from . import lmsr
 from .exceptions import (
-    AlreadyResolved,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidTrade,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from bellwether.news.models import ArticlePage, Desk, FeedSource, Region, SectionPage
+from bellwether.news.models import ArticlePage, FeedSource, Region, SectionPage
 
 pytestmark = pytest.mark.django_db
 
