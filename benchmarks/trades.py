@@ -307,7 +307,7 @@ def prepare_traders(count: int) -> list[Trader]:
         if account.balance_micro < target // 2:
             with transaction.atomic():
                 treasury = get_treasury()
-                locked = lock_accounts([treasury, account])
+                locked = lock_accounts(ids=[treasury.pk, account.pk])
                 post_transfer(
                     debit=locked[treasury.pk], credit=locked[account.pk],
                     amount_micro=target - locked[account.pk].balance_micro, kind=Transfer.Kind.GRANT,

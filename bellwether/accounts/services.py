@@ -76,7 +76,7 @@ def authenticate_token(raw: str):
     """Return the user behind a token, or None when it is unknown or revoked."""
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 100:
         return None
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw), revoked_at__isnull=True).first()
+    token = next(iter(ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw), revoked_at__isnull=True)[:1]), None)
     if token is None or not token.user.is_active:
         return None
     now = timezone.now()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from collections.abc import Iterable
+
+from django.db.models import F, Q
 
 from .exceptions import InsufficientFunds, InvalidAmount
 from .models import Account, Transfer
@@ -22,14 +24,17 @@ def get_treasury() -> Account:
     return treasury
 
 
-def lock_accounts(accounts: list[Account]) -> dict[int, Account]:
-    """Lock the accounts' rows in id order and return them fresh, by id.
+def lock_accounts(*, ids: Iterable[int] = (), user=None) -> dict[int, Account]:
+    """Lock the accounts with ``ids``, and ``user``'s cash account, in id order; return them by id.
 
     Call inside a transaction, after locking any market row (the global lock
     order is market, then accounts by id, so two trades cannot deadlock).
+    One query whatever the number of accounts.
     """
-    ids = sorted({a.pk for a in accounts})
-    return {a.pk: a for a in Account.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    condition = Q(pk__in=list(ids))
+    if user is not None:
+        condition |= Q(user_id=user.pk)
+    return {a.pk: a for a in Account.objects.select_for_update().filter(condition).order_by("pk")}
 
 
 def post_transfer(
@@ -60,7 +65,7 @@ def post_transfer(
 
 def open_user_account(*, user) -> Account:
     """Return the user's cash account, opening it with the starting grant the first time."""
-    account = Account.objects.filter(user=user).first()
+    account = next(iter(Account.objects.filter(user=user)[:1]), None)
     if account is not None:
         return account
     treasury = get_treasury()

@@ -240,8 +240,7 @@ def quote_out(market: Market, fill: services.Fill) -> dict:
     }
 
 
-def trade_body(trade: Trade, market: Market, position: Position, balance_micro: int) -> dict:
-    outcomes = list(market.outcomes.all())
+def trade_body(trade: Trade, market: Market, outcomes: list, position: Position, balance_micro: int) -> dict:
     return {
         "trade_id": trade.pk,
         "market": market.slug,

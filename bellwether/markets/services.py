@@ -159,7 +159,7 @@ def _insert_market(*, slug, question, description, resolution_criteria, kind, st
             [Outcome(market=market, slug=s, name=name, position=i) for i, (s, name) in enumerate(named)]
         )
         treasury = get_treasury()
-        locked = lock_accounts([treasury, pool])
+        locked = lock_accounts(ids=[treasury.pk, pool.pk])
         post_transfer(
             debit=locked[treasury.pk], credit=locked[pool.pk], amount_micro=subsidy,
             kind=Transfer.Kind.SUBSIDY, reference=f"market:{market.pk}", memo="LMSR subsidy b·ln(n)",
@@ -319,12 +319,11 @@ def place_trade(
 ) -> dict[str, Any]:
     """Execute ``request`` for ``user`` completely or not at all; return the response body.
 
-    ``render(trade, market, position, balance_micro)`` builds the response
-    stored with ``idempotency_key``; a repeat with the same key and request
-    returns that stored body without trading again.
+    ``render(trade, market, outcomes, position, balance_micro)`` builds the
+    response stored with ``idempotency_key``; a repeat with the same key and
+    request returns that stored body without trading again.
     """
     _validate(request)
-    account = open_user_account(user=user)
     fingerprint = request.fingerprint(market_slug)
     try:
         with transaction.atomic(durable=True):
@@ -332,7 +331,7 @@ def place_trade(
                 replay = _stored_response(user=user, key=idempotency_key, fingerprint=fingerprint)
                 if replay is not None:
                     return replay
-            market = Market.objects.select_for_update().filter(slug=market_slug).first()
+            market = _one(Market.objects.select_for_update().filter(slug=market_slug))
             if market is None:
                 raise MarketNotFound(f"no market {market_slug!r}")
             if idempotency_key:
@@ -343,10 +342,9 @@ def place_trade(
                     return replay
             _check_trading(market)
             outcomes = list(market.outcomes.order_by("position"))
-            position = _position_for(user=user, market=market, outcomes=outcomes, slug=request.outcome)
+            position = _position_for(user=user, outcomes=outcomes, slug=request.outcome)
             fill = compute_fill(market=market, outcomes=outcomes, request=request, held_micro=position.shares_micro if position else 0)
-            locked = lock_accounts([account, market.pool])
-            cash, pool = locked[account.pk], locked[market.pool_id]
+            cash, pool = _lock_cash_and_pool(user=user, market=market)
             outcome = outcomes[fill.outcome_index]
             if fill.side == Trade.Side.BUY and cash.balance_micro < fill.amount_micro:
                 raise InsufficientFunds(
@@ -365,11 +363,12 @@ def place_trade(
                     post_transfer(debit=pool, credit=cash, amount_micro=fill.amount_micro, kind=Transfer.Kind.SELL, reference=f"trade:{trade.pk}")
                 delta = -fill.shares_micro
             Outcome.objects.filter(pk=outcome.pk).update(shares_micro=F("shares_micro") + delta)
+            outcome.shares_micro += delta
             position = _apply_to_position(user=user, market=market, outcome=outcome, position=position, fill=fill)
             Market.objects.filter(pk=market.pk).update(
                 volume_micro=F("volume_micro") + fill.amount_micro, trade_count=F("trade_count") + 1
             )
-            body = render(trade, market, position, cash.balance_micro) if render else {"trade_id": trade.pk}
+            body = render(trade, market, outcomes, position, cash.balance_micro) if render else {"trade_id": trade.pk}
             if idempotency_key:
                 IdempotencyKey.objects.create(user=user, key=idempotency_key, fingerprint=fingerprint, response=body)
             return body
@@ -383,9 +382,28 @@ def place_trade(
         raise
 
 
+def _one(queryset):
+    """Return the first row of an unordered queryset, or None (no ORDER BY, unlike .first())."""
+    return next(iter(queryset[:1]), None)
+
+
+def _lock_cash_and_pool(*, user, market: Market):
+    """Lock and return the trader's cash account and the market's pool. Call holding the market lock.
+
+    A first trade opens the trader's account (with its grant) on the way.
+    """
+    for _ in range(2):
+        locked = lock_accounts(ids=[market.pool_id], user=user)
+        cash = next((a for a in locked.values() if a.user_id == user.pk), None)
+        if cash is not None:
+            return cash, locked[market.pool_id]
+        open_user_account(user=user)
+    raise AssertionError("the trader's account could not be opened")
+
+
 def _stored_response(*, user, key: str, fingerprint: str) -> dict | None:
     """Return the stored answer for ``key``, None if unused; a different request is a conflict."""
-    stored = IdempotencyKey.objects.filter(user=user, key=key).first()
+    stored = _one(IdempotencyKey.objects.filter(user=user, key=key))
     if stored is None:
         return None
     if stored.fingerprint != fingerprint:
@@ -393,17 +411,21 @@ def _stored_response(*, user, key: str, fingerprint: str) -> dict | None:
     return {**stored.response, "replayed": True}
 
 
-def _position_for(*, user, market: Market, outcomes: list[Outcome], slug: str) -> Position | None:
+def _position_for(*, user, outcomes: list[Outcome], slug: str) -> Position | None:
     outcome = next((o for o in outcomes if o.slug == slug), None)
     if outcome is None:
         return None
-    return Position.objects.filter(user=user, outcome=outcome).first()
+    return _one(Position.objects.filter(user=user, outcome=outcome))
 
 
 def _apply_to_position(*, user, market: Market, outcome: Outcome, position: Position | None, fill: Fill) -> Position:
     """Add a fill to the user's position. Call while holding the market row lock."""
     if position is None:
-        position = Position.objects.create(user=user, market=market, outcome=outcome)
+        # Only a buy can open a position (a sell needs shares held).
+        return Position.objects.create(
+            user=user, market=market, outcome=outcome, shares_micro=fill.shares_micro,
+            cost_basis_micro=fill.amount_micro, spent_micro=fill.amount_micro,
+        )
     if fill.side == Trade.Side.BUY:
         position.shares_micro += fill.shares_micro
         position.cost_basis_micro += fill.amount_micro
@@ -500,7 +522,7 @@ def resolve_market(
 
         treasury = get_treasury()
         holders = list(Account.objects.filter(user_id__in=payouts))
-        locked = lock_accounts([market.pool, treasury, *holders])
+        locked = lock_accounts(ids=[market.pool_id, treasury.pk, *(a.pk for a in holders)])
         pool, treasury = locked[market.pool_id], locked[treasury.pk]
         by_user = {a.user_id: locked[a.pk] for a in holders}
         total = sum(payouts.values())

@@ -94,7 +94,7 @@ def test_post_transfer_moves_money_and_writes_one_transfer(alice, bob):
     a, b = open_user_account(user=alice), open_user_account(user=bob)
     before = Transfer.objects.count()
     with transaction.atomic():
-        locked = lock_accounts([a, b])
+        locked = lock_accounts(ids=[a.pk, b.pk])
         transfer = post_transfer(debit=locked[a.pk], credit=locked[b.pk], amount_micro=12_500_000, kind=Transfer.Kind.BUY, reference="test:1", memo="m")
     assert Transfer.objects.count() == before + 1
     assert fresh(a).balance_micro == settings.STARTING_BALANCE_MICRO - 12_500_000
@@ -148,7 +148,7 @@ def test_overdraft_raises_insufficient_funds_and_changes_nothing(alice, bob):
     before, count = balances(), Transfer.objects.count()
     with pytest.raises(InsufficientFunds):
         with transaction.atomic():
-            locked = lock_accounts([a, b])
+            locked = lock_accounts(ids=[a.pk, b.pk])
             post_transfer(debit=locked[a.pk], credit=locked[b.pk], amount_micro=settings.STARTING_BALANCE_MICRO + 1, kind=Transfer.Kind.BUY)
     assert balances() == before
     assert Transfer.objects.count() == count
@@ -458,7 +458,7 @@ def test_random_transfers_keep_the_ledger_consistent(steps):
                 expect_ok = amount > 0 and debit_id != credit_id and (debit_i == 0 or model[debit_id] >= amount)
                 try:
                     with transaction.atomic():
-                        locked = lock_accounts([Account(pk=debit_id), Account(pk=credit_id)])
+                        locked = lock_accounts(ids=[debit_id, credit_id])
                         post_transfer(debit=locked[debit_id], credit=locked[credit_id], amount_micro=amount, kind=Transfer.Kind.BUY)
                 except InsufficientFunds:
                     assert not expect_ok and amount > 0 and debit_id != credit_id and debit_i != 0
