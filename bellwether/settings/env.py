@@ -71,6 +71,9 @@ def database_config(url: str | None = None) -> dict:
         config["CONN_HEALTH_CHECKS"] = True
     elif config["ENGINE"] == "django.db.backends.postgresql":
         config["OPTIONS"] = {
+            # Bind parameters on the server: psycopg then prepares statements
+            # it sees repeatedly, sparing PostgreSQL a parse and plan per trade.
+            "server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True),
             "pool": {
                 "min_size": 1,
                 "max_size": env_int("DATABASE_POOL_SIZE", 8),

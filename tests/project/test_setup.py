@@ -81,6 +81,7 @@ def test_database_url_selects_postgres_with_a_pool():
     assert config["ENGINE"] == "django.db.backends.postgresql"
     assert (config["HOST"], config["PORT"], config["NAME"], config["USER"]) == ("db.internal", 5433, "news", "bell")
     assert config["OPTIONS"]["pool"]["max_size"] == 8
+    assert config["OPTIONS"]["server_side_binding"] is True
 
 
 @pytest.mark.django_db
