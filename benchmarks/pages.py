@@ -30,7 +30,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,12 +40,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import (
+    LOOPBACK,
+    REPO,
+    base_env,
+    drop_sqlite,
+    ensure_postgres_database,
+    fetch,
+    format_ms,
+    format_ratio,
+    load_average,
+    running_server,
+    sqlite_path,
+    start_django,
+    warn_if_busy,
+)
+
 DEFAULT_VAR_DIR = REPO / "var" / "bench"
-LOOPBACK = "127.0.0.1"
 TARGET_RATIO = 0.5
-SERVER_START_TIMEOUT_S = 60.0
-SERVER_STOP_TIMEOUT_S = 15.0
 BULK_BATCH = 500
 # WhiteNoise answers this before any view runs: the server's ceiling without a database.
 STATIC_PATH = "/static/css/site.css"
@@ -199,64 +210,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def benchmark_env(args: argparse.Namespace, *, page_cache: bool = True) -> dict[str, str]:
     """Return the environment for this process and the servers it starts."""
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = "bellwether.settings.base"
-    env["BELLWETHER_VAR_DIR"] = str(args.var_dir)
-    env.pop("DEBUG", None)
-    # A developer's settings must not leak into the figures.
-    for name in ("DATABASE_URL", "PAGE_CACHE_TTL_S", "ALLOWED_HOSTS", "LOG_LEVEL"):
-        env.pop(name, None)
-    if args.database_url:
-        env["DATABASE_URL"] = args.database_url
+    env = base_env(args)
     if not page_cache:
         env["PAGE_CACHE_TTL_S"] = "0"
     return env
 
 
-def sqlite_path(args: argparse.Namespace) -> Path:
-    """Return where the benchmark's SQLite database lives."""
-    return args.var_dir / "bellwether.sqlite3"
-
-
-def drop_sqlite(args: argparse.Namespace) -> None:
-    """Delete the benchmark's SQLite database (never the development one)."""
-    if args.var_dir == (REPO / "var").resolve():
-        sys.exit("refusing --rebuild in the development var dir; pick another --var-dir")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{sqlite_path(args)}{suffix}").unlink(missing_ok=True)
-
-
-def ensure_postgres_database(url: str, *, rebuild: bool) -> None:
-    """Create the PostgreSQL database named in ``url`` if missing; drop it first on ``rebuild``."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urllib.parse.urlsplit(url)
-    name = urllib.parse.unquote(parts.path.lstrip("/"))
-    if not name:
-        sys.exit("--database-url must name a database, e.g. .../bellwether_bench")
-    if rebuild and "bench" not in name:
-        sys.exit(f"refusing to drop {name!r}: --rebuild only drops databases whose name contains 'bench'")
-    admin_url = urllib.parse.urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        if rebuild:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created PostgreSQL database {name}", flush=True)
-
-
 def set_up_django(args: argparse.Namespace) -> None:
     """Point Django at the benchmark database, start it and migrate."""
-    os.environ.clear()
-    os.environ.update(benchmark_env(args))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", interactive=False, verbosity=0)
+    start_django(benchmark_env(args))
 
 
 # ---------------------------------------------------------------------------
@@ -709,81 +671,6 @@ def sample_articles(count: int, seed: int) -> list[tuple[str, str]]:
 # Server
 
 
-def free_port() -> int:
-    """Return a TCP port on the loopback address that is free right now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def bellwether_command() -> list[str]:
-    """Return the argv prefix that runs the `bellwether` command of this virtualenv."""
-    script = Path(sys.executable).parent / "bellwether"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bellwether.cli"]
-
-
-def fetch(port: int, path: str, timeout_s: float = 10.0) -> tuple[int, dict[str, str], str]:
-    """GET ``path`` from the server; return status, headers (lower-case names) and body."""
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout_s)
-    try:
-        conn.request("GET", path, headers={"Accept": "text/html"})
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", "replace")
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def running_server(env: dict[str, str], *, workers: int, log_path: Path) -> Iterator[tuple[int, int]]:
-    """Start `bellwether serve` on a free loopback port; yield the port and process group; stop it on exit."""
-    port = free_port()
-    argv = bellwether_command() + ["serve", "--host", LOOPBACK, "--port", str(port), "--workers", str(workers)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        # A session of its own, so stopping it reaches granian's worker processes too.
-        process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for_health(process, port, log_path)
-            yield port, process.pid
-        finally:
-            stop_process_group(process)
-
-
-def wait_for_health(process: subprocess.Popen, port: int, log_path: Path) -> None:
-    """Return once /health/ answers 200; exit with the server's log if it never does."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            status, _, _ = fetch(port, "/health/", timeout_s=2.0)
-        except OSError:
-            status = 0
-        if status == 200:
-            return
-        time.sleep(0.2)
-    tail = log_path.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"the server did not answer /health/ within {SERVER_START_TIMEOUT_S:.0f} s; its log:\n{tail}")
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop ``process`` and everything in its process group, politely first."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-    # granian's workers may outlive their parent by a moment.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 def group_cpu_s(pgid: int) -> float | None:
     """Return the CPU seconds used so far by the live processes of group ``pgid`` (Linux only)."""
     if not os.path.isdir("/proc"):
@@ -991,31 +878,6 @@ def measure(args, env, targets, samples, load, *, page_cache: bool, log_name: st
     return run
 
 
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
-def _ratio(value: float) -> str:
-    # Uncached pages run at a few hundredths of /health/; two decimals would show 0.00.
-    return f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
-
-
-def load_average() -> str:
-    """Return the 1-minute load average next to the core count, e.g. "0.4 on 2 cores"."""
-    return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-
-
-def warn_if_busy() -> None:
-    """Warn when other processes already keep the CPUs busy, which lowers every figure."""
-    load = os.getloadavg()[0]
-    if load > 0.5 * (os.cpu_count() or 1):
-        print(
-            f"WARNING: 1-minute load average is {load_average()} before the measurement; "
-            "other processes compete with the server and the load generator.",
-            flush=True,
-        )
-
-
 def print_report(
     args, runs: list[Run], build: BuildReport, loadgen: str, db_label: str, elapsed_s: float, load_before: str
 ) -> None:
@@ -1038,19 +900,19 @@ def print_report(
             url = row.target.path if len(row.target.path) <= 48 else row.target.path[:45] + "..."
             print(
                 f"{row.target.label:8} {row.cache:5} {url:48} {row.result.requests_per_s:9,.0f} "
-                f"{_ms(row.result.p50_ms):>8} {_ms(row.result.p99_ms):>8} {_ratio(row.ratio):>8} {_ms(row.cpu_ms_per_request):>10} {row.result.errors:6}"
+                f"{format_ms(row.result.p50_ms):>8} {format_ms(row.result.p99_ms):>8} {format_ratio(row.ratio):>8} {format_ms(row.cpu_ms_per_request):>10} {row.result.errors:6}"
             )
     print()
     cached = {row.target.label: row for row in runs[0].rows}
     for label in ("home", "article"):
         row = cached[label]
         verdict = "met" if row.ratio >= TARGET_RATIO else "NOT met"
-        print(f"target >= {TARGET_RATIO:g}x /health/ for {label} (page cache on): {_ratio(row.ratio)}x, {verdict}")
+        print(f"target >= {TARGET_RATIO:g}x /health/ for {label} (page cache on): {format_ratio(row.ratio)}x, {verdict}")
     if len(runs) > 1:
         for row in runs[1].rows:
             if row.target.label in ("home", "article"):
                 verdict = "met" if row.ratio >= TARGET_RATIO else "not met"
-                print(f"  without the page cache, {row.target.label}: {_ratio(row.ratio)}x, {verdict}")
+                print(f"  without the page cache, {row.target.label}: {format_ratio(row.ratio)}x, {verdict}")
     print(
         "cpu ms/req: CPU time of all server processes per request while loading that URL; "
         f"req/s cannot exceed {os.cpu_count()} cores' worth of it (cores x 1000 / cpu ms)."
@@ -1085,7 +947,7 @@ def main(argv: list[str] | None = None) -> None:
     loadgen_name, load = ("-", None) if args.build_only else choose_loadgen(args.loadgen)
 
     if args.database_url:
-        ensure_postgres_database(args.database_url, rebuild=args.rebuild)
+        ensure_postgres_database(args.database_url, rebuild=args.rebuild, example_name="bellwether_bench")
     elif args.rebuild:
         drop_sqlite(args)
     args.var_dir.mkdir(parents=True, exist_ok=True)
@@ -1103,7 +965,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{db_label}: {build.articles:,} live articles; --build-only, so nothing is served")
         return
 
-    warn_if_busy()
+    warn_if_busy("the server and the load generator")
     load_before = load_average()
     started = time.perf_counter()
     print(f"measuring with {loadgen_name} against {db_label}", flush=True)

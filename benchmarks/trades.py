@@ -39,7 +39,6 @@ import multiprocessing
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -50,9 +49,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import (
+    LOOPBACK,
+    REPO,
+    base_env,
+    bellwether_command,
+    drop_sqlite,
+    ensure_postgres_database,
+    format_ms,
+    format_ratio,
+    load_average,
+    running_server,
+    sqlite_path,
+    start_django,
+    warn_if_busy,
+)
+
 DEFAULT_VAR_DIR = REPO / "var" / "bench-trades"
-LOOPBACK = "127.0.0.1"
 MICRO = 1_000_000
 LIQUIDITY_B_CREDITS = 1_000
 # Enough that no trader runs short even if every round trip loses to slippage.
@@ -67,8 +80,6 @@ MAX_SHARES_MICRO = 20 * MICRO
 BASELINE_BRANCHES = 10
 BASELINE_TELLERS = 100
 BASELINE_ACCOUNTS = 100_000
-SERVER_START_TIMEOUT_S = 60.0
-SERVER_STOP_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 30.0
 # The issue's targets.
 TARGET_HTTP_PG_RATIO = 0.25
@@ -213,67 +224,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def benchmark_env(args: argparse.Namespace) -> dict[str, str]:
     """Return the environment for this process, the server and `bellwether audit`."""
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = "bellwether.settings.base"
-    env["BELLWETHER_VAR_DIR"] = str(args.var_dir)
+    env = base_env(args, unset=("DATABASE_POOL_SIZE",))
     env["STARTING_BALANCE_CREDITS"] = str(TRADER_BALANCE_CREDITS)
-    # A developer's settings must not leak into the figures.
-    for name in ("DEBUG", "DATABASE_URL", "DATABASE_POOL_SIZE", "PAGE_CACHE_TTL_S", "ALLOWED_HOSTS", "LOG_LEVEL"):
-        env.pop(name, None)
-    if args.database_url:
-        env["DATABASE_URL"] = args.database_url
     return env
-
-
-def sqlite_path(args: argparse.Namespace) -> Path:
-    """Return where the benchmark's SQLite database lives."""
-    return args.var_dir / "bellwether.sqlite3"
-
-
-def drop_sqlite(args: argparse.Namespace) -> None:
-    """Delete the benchmark's SQLite database (never the development one)."""
-    if args.var_dir == (REPO / "var").resolve():
-        sys.exit("refusing --rebuild in the development var dir; pick another --var-dir")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{sqlite_path(args)}{suffix}").unlink(missing_ok=True)
-
-
-def ensure_postgres_database(url: str, *, rebuild: bool) -> None:
-    """Create the PostgreSQL database named in ``url`` if missing; drop it first on ``rebuild``."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urllib.parse.urlsplit(url)
-    name = urllib.parse.unquote(parts.path.lstrip("/"))
-    if not name:
-        sys.exit("--database-url must name a database, e.g. .../bellwether_bench_trades")
-    if rebuild and "bench" not in name:
-        sys.exit(f"refusing to drop {name!r}: --rebuild only drops databases whose name contains 'bench'")
-    admin_url = urllib.parse.urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        if rebuild:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created PostgreSQL database {name}", flush=True)
 
 
 def set_up_django(args: argparse.Namespace) -> float:
     """Point Django at the benchmark database, start it and migrate; return the seconds migrate took."""
-    os.environ.clear()
-    os.environ.update(benchmark_env(args))
+    env = benchmark_env(args)
     # Only this process: the in-process threads each hold a pooled connection,
     # and the main thread one more for counting. The server keeps the default.
-    os.environ["DATABASE_POOL_SIZE"] = str(max(8, args.clients + 1))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    started = time.perf_counter()
-    call_command("migrate", interactive=False, verbosity=0)
-    return time.perf_counter() - started
+    env["DATABASE_POOL_SIZE"] = str(max(8, args.clients + 1))
+    return start_django(env)
 
 
 @dataclass
@@ -871,84 +833,6 @@ def profile_trades(traders, slugs, *, count: int, seed: int) -> tuple[str, int]:
 
 
 # ---------------------------------------------------------------------------
-# Server
-
-
-def free_port() -> int:
-    """Return a TCP port on the loopback address that is free right now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def bellwether_command() -> list[str]:
-    """Return the argv prefix that runs the `bellwether` command of this virtualenv."""
-    script = Path(sys.executable).parent / "bellwether"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bellwether.cli"]
-
-
-def fetch_status(port: int, path: str, timeout_s: float = 2.0) -> int:
-    """GET ``path`` from the server and return the status."""
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout_s)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def running_server(env: dict[str, str], *, workers: int, log_path: Path) -> Iterator[tuple[int, int]]:
-    """Start `bellwether serve` on a free loopback port; yield the port and process group; stop it on exit."""
-    port = free_port()
-    argv = bellwether_command() + ["serve", "--host", LOOPBACK, "--port", str(port), "--workers", str(workers)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        # A session of its own, so stopping it reaches granian's worker processes too.
-        process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for_health(process, port, log_path)
-            yield port, process.pid
-        finally:
-            stop_process_group(process)
-
-
-def wait_for_health(process: subprocess.Popen, port: int, log_path: Path) -> None:
-    """Return once /health/ answers 200; raise with the server's log if it never does."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            status = fetch_status(port, "/health/")
-        except OSError:
-            status = 0
-        if status == 200:
-            return
-        time.sleep(0.2)
-    tail = log_path.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"the server did not answer /health/ within {SERVER_START_TIMEOUT_S:.0f} s; its log:\n{tail}")
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop ``process`` and everything in its process group, politely first."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-    # granian's workers may outlive their parent by a moment.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-# ---------------------------------------------------------------------------
 # HTTP load: asyncio keep-alive connections
 
 
@@ -1165,29 +1049,8 @@ def run_audit(env: dict[str, str]) -> tuple[bool, str]:
 
 
 def _ms(value: float | None) -> str:
-    return "—" if value is None else (f"{value:.2f}" if value < 100 else f"{value:.0f}")
-
-
-def _ratio(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
-
-
-def load_average() -> str:
-    """Return the 1-minute load average next to the core count, e.g. "0.4 on 2 cores"."""
-    return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-
-
-def warn_if_busy() -> None:
-    """Warn when other processes already keep the CPUs busy, which lowers every figure."""
-    load = os.getloadavg()[0]
-    if load > 0.5 * (os.cpu_count() or 1):
-        print(
-            f"WARNING: 1-minute load average is {load_average()} before the measurement; "
-            "other processes compete with the server, the database and the clients.",
-            flush=True,
-        )
+    """Return milliseconds for the report; from 100 on without decimals, which would only widen the columns."""
+    return format_ms(value, whole_from=100)
 
 
 def verdict(ok: bool) -> str:
@@ -1215,7 +1078,7 @@ def print_report(args, db_label: str, rows: list[Measurement], baseline: Measure
         app_cpu = row.client_cpu_ms if row is baseline else row.server_cpu_ms
         print(
             f"{row.label:42} {row.rate:9,.0f} {_ms(p50):>7} {_ms(row.percentile_ms(0.95)):>7} {_ms(p99):>7} "
-            f"{_ratio(spread):>7} {_ratio(row.rate / baseline.rate if baseline.rate else None):>6} "
+            f"{format_ratio(spread):>7} {format_ratio(row.rate / baseline.rate if baseline.rate else None):>6} "
             f"{_ms(app_cpu):>10} {_ms(row.db_cpu_ms):>9} {row.error_count:6}"
         )
     print(
@@ -1239,7 +1102,7 @@ def print_report(args, db_label: str, rows: list[Measurement], baseline: Measure
             applies = "" if extra["postgres"] else " (the target is for PostgreSQL; shown for comparison)"
             targets.append(
                 f"HTTP trades >= {TARGET_HTTP_PG_RATIO:g} x baseline, {row.label.split(',')[0]}: "
-                f"{_ratio(ratio)}, {verdict(ratio >= TARGET_HTTP_PG_RATIO)}{applies}"
+                f"{format_ratio(ratio)}, {verdict(ratio >= TARGET_HTTP_PG_RATIO)}{applies}"
             )
     for kind, hot, spread in (
         ("in process", by.get("in-process-hot"), by.get("in-process-spread")),
@@ -1306,7 +1169,7 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM must unwind through the `finally` blocks that stop the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.database_url:
-        ensure_postgres_database(args.database_url, rebuild=args.rebuild)
+        ensure_postgres_database(args.database_url, rebuild=args.rebuild, example_name="bellwether_bench_trades")
     elif args.rebuild:
         drop_sqlite(args)
     args.var_dir.mkdir(parents=True, exist_ok=True)
@@ -1324,7 +1187,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
 
-    warn_if_busy()
+    warn_if_busy("the server, the database and the clients")
     load_before = load_average()
     started = time.perf_counter()
     trades_before = trade_count()
