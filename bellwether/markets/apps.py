@@ -5,3 +5,6 @@ class MarketsConfig(AppConfig):
     name = "bellwether.markets"
     label = "markets"
     verbose_name = "Markets"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401

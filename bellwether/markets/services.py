@@ -182,6 +182,15 @@ def link_article(*, market: Market, article) -> MarketArticle:
     return link
 
 
+def restamp_article_odds(*, article) -> None:
+    """Reset every link of ``article`` to the odds at its publication time (call when it first goes live)."""
+    published = getattr(article, "published_at", None) or article.first_published_at
+    for link in MarketArticle.objects.filter(article=article).select_related("market"):
+        MarketArticle.objects.filter(pk=link.pk).update(
+            probabilities_at_publish=probabilities_at(market=link.market, when=published)
+        )
+
+
 def probabilities_at(*, market: Market, when) -> dict[str, float]:
     """Return each outcome's probability as of ``when``, from the trade history."""
     outcomes = list(market.outcomes.order_by("position"))

@@ -232,3 +232,25 @@ def test_budget_buy_spends_at_most_the_budget(alice):
     services.place_trade(user=alice, market_slug=market.slug, request=TradeRequest(outcome="no", side="buy", amount_micro=25 * M))
     spent = 1000 * M - balance(alice)
     assert 25 * M - 1 <= spent <= 25 * M
+
+
+def test_a_draft_linked_before_publication_gets_the_odds_when_it_goes_live(alice, home):
+    """Linking a draft stores provisional odds; the first publication replaces them with the odds at that moment."""
+    from bellwether.news.models import ArticlePage
+    from tests.news.factories import make_article
+
+    market = new_market()
+    article = make_article(headline="Embargoed story")
+    article.unpublish()
+    ArticlePage.objects.filter(pk=article.pk).update(published_at=None, first_published_at=None, last_published_at=None)
+    draft = ArticlePage.objects.get(pk=article.pk)
+    link = services.link_article(market=market, article=draft)
+    assert link.probabilities_at_publish == {"yes": 0.5, "no": 0.5}
+    buy(alice, market, "yes", shares_micro=60 * M)
+    draft.save_revision().publish()
+    link.refresh_from_db()
+    assert link.probabilities_at_publish["yes"] > 0.6
+    buy(alice, market, "no", shares_micro=200 * M)
+    ArticlePage.objects.get(pk=article.pk).save_revision().publish()  # a later edit keeps the first odds
+    link.refresh_from_db()
+    assert link.probabilities_at_publish["yes"] > 0.6
