@@ -8,16 +8,18 @@ number of times.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
@@ -62,6 +64,42 @@ def retry_on_conflict(func):
         raise AssertionError("unreachable")
 
     return wrapper
+
+
+class _FairLock:
+    """A first-come, first-served lock (a ticket lock) for threads of one process.
+
+    SQLite makes a blocked writer sleep and retry while the writer that just
+    committed takes the lock again at once, so under load a few trades waited
+    most of a second (docs/performance.md). Queuing this process's writers in
+    arrival order before they reach SQLite keeps the wait in step with the
+    queue. PostgreSQL queues row locks fairly itself and does not use this.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._next_ticket = 0
+        self._now_serving = 0
+
+    def __enter__(self) -> None:
+        with self._condition:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._now_serving:
+                self._condition.wait()
+
+    def __exit__(self, *exc_info) -> None:
+        with self._condition:
+            self._now_serving += 1
+            self._condition.notify_all()
+
+
+_sqlite_writers = _FairLock()
+
+
+def _write_turn():
+    """Return the context to hold around a write transaction: a fair queue on SQLite, nothing elsewhere."""
+    return _sqlite_writers if connection.vendor == "sqlite" else contextlib.nullcontext()
 
 
 # --- creating and linking -------------------------------------------------
@@ -335,7 +373,7 @@ def place_trade(
     _validate(request)
     fingerprint = request.fingerprint(market_slug)
     try:
-        with transaction.atomic(durable=True):
+        with _write_turn(), transaction.atomic(durable=True):
             if idempotency_key:
                 replay = _stored_response(user=user, key=idempotency_key, fingerprint=fingerprint)
                 if replay is not None:
@@ -520,7 +558,7 @@ def resolve_market(
     returns ``already_done``. The pool's remainder returns to the treasury;
     on cancellation, refunds the pool cannot cover come from the treasury.
     """
-    with transaction.atomic(durable=True):
+    with _write_turn(), transaction.atomic(durable=True):
         market = Market.objects.select_for_update().filter(slug=market_slug).first()
         if market is None:
             raise MarketNotFound(f"no market {market_slug!r}")

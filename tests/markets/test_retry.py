@@ -52,3 +52,29 @@ def test_other_errors_are_not_retried():
     with pytest.raises(OperationalError):
         work()
     assert len(calls) == 1
+
+
+def test_sqlite_writers_are_served_in_arrival_order():
+    """The per-process write queue lets waiting threads in first come, first served."""
+    import threading
+    import time
+
+    lock = services._FairLock()
+    order: list[int] = []
+    lock.__enter__()  # hold it while the others line up
+    threads = []
+    for n in range(5):
+        def waiter(n=n):
+            with lock:
+                order.append(n)
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        threads.append(thread)
+        deadline = time.monotonic() + 5
+        while lock._next_ticket != n + 2 and time.monotonic() < deadline:  # wait until it holds a ticket
+            time.sleep(0.001)
+    lock.__exit__(None, None, None)
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3, 4]
