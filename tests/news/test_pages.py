@@ -174,3 +174,20 @@ def test_sitemap_lists_articles(client, newsroom):
 def test_health(client, db):
     """The health view reports the database as reachable."""
     assert client.get("/health/").json() == {"status": "ok", "database": True}
+
+
+def test_home_section_blocks_hold_the_newest_four_not_shown_above(client, home):
+    """Each top-level section block lists its four newest stories (subsections included), skipping the lead and headlines."""
+    for n in range(8):
+        make_article(headline=f"Sport {n}", section_path=("Sport", "Football") if n % 2 else ("Sport",))
+    for n in range(8):
+        make_article(headline=f"Science {n}", section_path=("Science",))
+    html = client.get("/").content.decode()
+    blocks = {}
+    for chunk in html.split('<section class="section-block">')[1:]:
+        title = chunk.split('">', 2)[2].split("</a>")[0]
+        blocks[title] = [t.split("</a>")[0] for t in chunk.split('<h3 class="teaser__title"><a href="')[1:]]
+        blocks[title] = [t.split('">', 1)[1] for t in blocks[title]]
+    # Science 7 leads (newest, nothing featured) and Science 6-1 are the headlines.
+    assert blocks["Sport"] == ["Sport 7", "Sport 6", "Sport 5", "Sport 4"]
+    assert blocks["Science"] == ["Science 0"]
