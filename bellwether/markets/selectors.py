@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
+
+from bellwether.news.models import ArticlePage, SectionPage
 
 from . import lmsr
 from .exceptions import MarketNotFound
@@ -42,14 +44,9 @@ def list_markets(*, status: str | None = None, tag: str | None = None, section: 
     if tag:
         qs = qs.filter(articles__tags__slug=tag).distinct()
     if section:
-        from bellwether.news.models import SectionPage
-
-        sections = SectionPage.objects.filter(slug=section)
-        paths = [s.path for s in sections]
+        paths = list(SectionPage.objects.filter(slug=section).values_list("path", flat=True))
         if not paths:
             return []
-        from django.db.models import Q
-
         condition = Q()
         for path in paths:
             condition |= Q(articles__path__startswith=path)
@@ -69,8 +66,6 @@ def price_history(*, market: Market) -> list[tuple]:
 
 def articles_by_id(ids: list[int]):
     """Return the articles with these ids (drafts too: a market can be prepared with its story)."""
-    from bellwether.news.models import ArticlePage
-
     return list(ArticlePage.objects.filter(pk__in=ids)) if ids else []
 
 

@@ -335,14 +335,6 @@ def compute_fill(*, market: Market, outcomes: list[Outcome], request: TradeReque
     return Fill(index, request.side, shares, amount, before, lmsr.prices_after_micro(q, b))
 
 
-def get_market(*, slug: str) -> Market:
-    """Return the market with ``slug`` or raise MarketNotFound."""
-    market = Market.objects.filter(slug=slug).first()
-    if market is None:
-        raise MarketNotFound(f"no market {slug!r}")
-    return market
-
-
 def quote(*, market: Market, request: TradeRequest, user=None) -> Fill:
     """Return what ``request`` would do now, without doing it."""
     _check_trading(market)
@@ -356,7 +348,7 @@ def quote(*, market: Market, request: TradeRequest, user=None) -> Fill:
 def _check_trading(market: Market) -> None:
     if market.status != Market.Status.OPEN:
         raise MarketClosed(f"the market is {market.get_status_display().lower()}")
-    if timezone.now() >= market.close_at:
+    if not market.is_trading:
         raise MarketClosed("the market closed for trading")
 
 
@@ -513,7 +505,7 @@ def plan_payouts(*, market: Market, outcome: str | None = None, probabilities: d
         for position in Position.objects.filter(market=market):
             net = position.spent_micro - position.received_micro
             payouts[position.user_id] = payouts.get(position.user_id, 0) + net
-        return {user: max(0, net) for user, net in payouts.items() if net > 0}, per_share
+        return {user: net for user, net in payouts.items() if net > 0}, per_share
     if outcome is not None:
         if outcome not in {o.slug for o in outcomes}:
             raise InvalidTrade(f"unknown outcome {outcome!r}")
