@@ -15,6 +15,9 @@ urlpatterns = [
     path("admin/", include(wagtailadmin_urls)),
     path("documents/", include(wagtaildocs_urls)),
     path("sitemap.xml", sitemap, name="sitemap"),
+    path("accounts/", include("bellwether.accounts.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("", include("bellwether.markets.urls")),
     path("", include("bellwether.news.urls")),
     # Wagtail serves every page of the tree; it must come last.
     path("", include(wagtail_urls)),

@@ -53,7 +53,7 @@ class Market(models.Model):
         return self.question
 
     def get_absolute_url(self) -> str:
-        return reverse("api-1.0.0:market_detail", args=[self.slug])
+        return reverse("markets:detail", args=[self.slug])
 
     @property
     def is_trading(self) -> bool:
