@@ -105,3 +105,9 @@ def user_positions(*, user) -> list[dict]:
             "settled": settled,
         })
     return result
+
+
+# --- for the market page, its ticket and the portfolio (views/trading.py) ---
+
+
+# --- for the markets index and the panels beside the news (views/browse.py) ---
