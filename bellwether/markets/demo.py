@@ -14,7 +14,7 @@ from bellwether.news.models import ArticlePage
 
 from . import services
 from .exceptions import InsufficientFunds, InvalidTrade
-from .models import Market
+from .models import Market, Trade
 
 DEMO_TRADERS = ("ana", "bo", "chen", "dara", "eli", "femi")
 LIQUIDITY_B_MICRO = 100 * services.MICRO
@@ -48,7 +48,8 @@ def load_demo_markets(*, content_dir: Path, seed: int = 7) -> int:
                     resolution_criteria="Resolves by the newsroom's reporting on the stated date; see the linked stories.",
                 )
                 created += 1
-                _simulate(market=market, traders=traders, rng=rng)
+                opened_at = _backdate_opening(market=market, published_at=article.published_at)
+                _simulate(market=market, traders=traders, rng=rng, since=opened_at)
             services.link_article(market=market, article=article)
     return created
 
@@ -60,13 +61,37 @@ def _trader(name: str):
     return user or create_user(username=name)
 
 
-def _simulate(*, market: Market, traders: list, rng: random.Random) -> None:
-    """Place a handful of buys so the demo odds are not all 50/50."""
-    lean = rng.choice(["yes", "no"])
-    for _ in range(rng.randint(3, 8)):
-        outcome = lean if rng.random() < 0.7 else ("no" if lean == "yes" else "yes")
-        request = services.TradeRequest(outcome=outcome, side="buy", amount_micro=rng.randint(5, 40) * services.MICRO)
+def _backdate_opening(*, market: Market, published_at) -> dt.datetime:
+    """Open the demo market a few hours before its story appeared, so its chart has a history."""
+    now = timezone.now()
+    opened_at = min((published_at or now) - dt.timedelta(hours=6), now - dt.timedelta(hours=2))
+    Market.objects.filter(pk=market.pk).update(created_at=opened_at)
+    return opened_at
+
+
+def _simulate(*, market: Market, traders: list, rng: random.Random, since: dt.datetime) -> None:
+    """Trade the market from ``since`` until now, so the demo odds move the way real ones do.
+
+    A hidden belief drifts as a random walk; each trader buys the side that
+    looks cheap against a noisy view of it. Trade times are drawn towards the
+    present, so the recent movers on the home page have something to show.
+    """
+    belief = rng.uniform(0.2, 0.8)
+    now = timezone.now()
+    span_s = max((now - since).total_seconds() - 60, 60)
+    times = sorted(since + dt.timedelta(seconds=span_s * rng.random() ** 0.6) for _ in range(rng.randint(14, 36)))
+    price = 0.5
+    for at in times:
+        belief = min(0.95, max(0.05, belief + rng.gauss(0, 0.06)))
+        view = min(0.99, max(0.01, belief + rng.gauss(0, 0.08)))
+        if abs(view - price) < 0.02:
+            continue
+        outcome = "yes" if view > price else "no"
+        request = services.TradeRequest(outcome=outcome, side="buy", amount_micro=rng.randint(3, 30) * services.MICRO)
         try:
-            services.place_trade(user=rng.choice(traders), market_slug=market.slug, request=request)
+            body = services.place_trade(user=rng.choice(traders), market_slug=market.slug, request=request)
         except (InsufficientFunds, InvalidTrade):
             continue
+        trade = Trade.objects.filter(pk=body["trade_id"])
+        trade.update(created_at=at)
+        price = trade.values_list("probabilities_after", flat=True).first()[0]
