@@ -1,6 +1,8 @@
-"""API tokens; users themselves are Django's, roles are groups."""
+"""API tokens and email preferences; users themselves are Django's, roles are groups."""
 
 from __future__ import annotations
+
+import secrets
 
 from django.conf import settings
 from django.db import models
@@ -19,3 +21,25 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+def new_unsubscribe_token() -> str:
+    """Return a fresh random token for one-click unsubscribe links (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+class EmailPreferences(models.Model):
+    """Which emails a reader wants; the token lets a newsletter link unsubscribe without a login."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_preferences")
+    weekly_highlights = models.BooleanField(default=True, help_text="The weekly email of highlights and markets that moved.")
+    market_resolutions = models.BooleanField(default=True, help_text="A note when a market you hold shares in resolves.")
+    unsubscribe_token = models.CharField(max_length=64, unique=True, default=new_unsubscribe_token, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "email preferences"
+        verbose_name_plural = "email preferences"
+
+    def __str__(self) -> str:
+        return f"email preferences of user {self.user_id}"

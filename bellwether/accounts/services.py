@@ -1,4 +1,4 @@
-"""Users, roles and API tokens."""
+"""Users, roles, API tokens and email preferences."""
 
 from __future__ import annotations
 
@@ -8,19 +8,20 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bellwether.ledger.services import open_user_account
 
 from .exceptions import AccountError
-from .models import ApiToken
+from .models import ApiToken, EmailPreferences
 
 # Role name -> Django group. Editors (Wagtail's group) create markets;
 # resolvers resolve and cancel them.
 ROLE_GROUPS = {"editor": "Editors", "resolver": "Resolvers"}
 TOKEN_PREFIX = "bw_"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=5)
+EMAIL_TOPICS = ("weekly_highlights", "market_resolutions")
 
 
 def create_user(*, username: str, email: str = "", password: str | None = None, roles: tuple[str, ...] = ()):
@@ -89,3 +90,50 @@ def authenticate_token(raw: str):
 def hash_token(raw: str) -> str:
     """Return the stored form of a token (SHA-256; tokens carry 256 random bits)."""
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def get_email_preferences(*, user) -> EmailPreferences:
+    """Return ``user``'s email preferences, creating them with every email switched on the first time."""
+    preferences = next(iter(EmailPreferences.objects.filter(user=user)[:1]), None)
+    if preferences is not None:
+        return preferences
+    try:
+        with transaction.atomic():
+            return EmailPreferences.objects.create(user=user)
+    except IntegrityError:
+        # Another request created the row between the read and the insert.
+        return EmailPreferences.objects.get(user=user)
+
+
+def update_email_preferences(
+    *, user, weekly_highlights: bool | None = None, market_resolutions: bool | None = None
+) -> EmailPreferences:
+    """Switch ``user``'s emails on or off; a topic passed as None keeps its setting."""
+    preferences = get_email_preferences(user=user)
+    changes = {
+        name: bool(value)
+        for name, value in (("weekly_highlights", weekly_highlights), ("market_resolutions", market_resolutions))
+        if value is not None
+    }
+    if changes:
+        for name, value in changes.items():
+            setattr(preferences, name, value)
+        preferences.updated_at = timezone.now()
+        EmailPreferences.objects.filter(pk=preferences.pk).update(**changes, updated_at=preferences.updated_at)
+    return preferences
+
+
+def unsubscribe(*, token: str, topic: str = "weekly_highlights") -> EmailPreferences | None:
+    """Switch off ``topic`` for the reader behind an unsubscribe token; return None for an unknown token."""
+    if topic not in EMAIL_TOPICS:
+        raise AccountError(f"unknown email topic {topic!r}; choose from {', '.join(EMAIL_TOPICS)}")
+    if not token or len(token) > 64:
+        return None
+    preferences = next(iter(EmailPreferences.objects.filter(unsubscribe_token=token)[:1]), None)
+    if preferences is None:
+        return None
+    now = timezone.now()
+    EmailPreferences.objects.filter(pk=preferences.pk).update(**{topic: False}, updated_at=now)
+    setattr(preferences, topic, False)
+    preferences.updated_at = now
+    return preferences

@@ -1,0 +1,35 @@
+"""Open a new reader's ledger account as part of allauth's sign-up request."""
+
+from __future__ import annotations
+
+from allauth.account.signals import user_signed_up
+from django.contrib import messages
+from django.dispatch import receiver
+
+from bellwether.ledger.services import open_user_account
+
+
+def format_whole_credits(amount_micro: int) -> str:
+    """Return an amount as friendly credits: whole numbers without decimals.
+
+    >>> format_whole_credits(1_000_000_000), format_whole_credits(2_500_000), format_whole_credits(0)
+    ('1,000', '2.50', '0')
+    """
+    whole, rest = divmod(amount_micro, 1_000_000)
+    if rest == 0:
+        return f"{whole:,}"
+    cents = (amount_micro + 5_000) // 10_000
+    return f"{cents // 100:,}.{cents % 100:02d}"
+
+
+@receiver(user_signed_up, dispatch_uid="bellwether.accounts.open_ledger_account")
+def open_ledger_account_on_signup(sender, request, user, **kwargs) -> None:
+    """Give a new reader their starting balance at once and tell them how much it is."""
+    account = open_user_account(user=user)
+    if request is not None:
+        messages.success(
+            request,
+            f"Welcome to Bellwether, {user.get_username()}! You start with "
+            f"{format_whole_credits(account.balance_micro)} credits to forecast with.",
+            fail_silently=True,
+        )
