@@ -593,3 +593,114 @@ def resolve_market(
         market.resolution_sources = list(sources or [])
         market.save(update_fields=["status", "resolved_at", "resolved_by", "resolution", "resolution_note", "resolution_sources"])
         return Resolution(market=market, payouts=payouts, returned_micro=returned)
+
+
+# --- editing from the admin --------------------------------------------------
+
+
+_SETTLED = (Market.Status.RESOLVED, Market.Status.CANCELLED)
+
+
+def update_market(*, market_slug: str, description: str, resolution_criteria: str, close_at) -> Market:
+    """Change a market's description, resolution criteria and close time.
+
+    The question, outcomes and liquidity b are fixed once traders can rely on
+    them. A settled market is not edited. A new close time must lie in the
+    future; moving it forward reopens trading on a market that had closed.
+    """
+    if timezone.is_naive(close_at):
+        close_at = timezone.make_aware(close_at, dt.timezone.utc)  # a time without an offset is UTC
+    with _write_turn(), transaction.atomic(durable=True):
+        market = _one(Market.objects.select_for_update().filter(slug=market_slug))
+        if market is None:
+            raise MarketNotFound(f"no market {market_slug!r}")
+        if market.status in _SETTLED:
+            raise MarketClosed(f"the market is {market.get_status_display().lower()} and can no longer be edited")
+        if close_at != market.close_at and close_at <= timezone.now():
+            raise InvalidTrade("the close time cannot be moved into the past")
+        market.description = description
+        market.resolution_criteria = resolution_criteria
+        market.close_at = close_at
+        market.save(update_fields=["description", "resolution_criteria", "close_at"])
+    return market
+
+
+def open_market(*, market_slug: str) -> Market:
+    """Open a draft market for trading; its close time must still be ahead."""
+    with _write_turn(), transaction.atomic(durable=True):
+        market = _one(Market.objects.select_for_update().filter(slug=market_slug))
+        if market is None:
+            raise MarketNotFound(f"no market {market_slug!r}")
+        if market.status != Market.Status.DRAFT:
+            raise InvalidTrade(f"only a draft can be opened; this market is {market.get_status_display().lower()}")
+        if market.close_at <= timezone.now():
+            raise InvalidTrade("the close time has passed: move it into the future before opening")
+        market.status = Market.Status.OPEN
+        market.save(update_fields=["status"])
+    return market
+
+
+def unlink_article(*, market: Market, article) -> bool:
+    """Remove the link between ``market`` and ``article``; return False if there was none."""
+    deleted, _ = MarketArticle.objects.filter(market=market, article=article).delete()
+    return deleted > 0
+
+
+@dataclass(frozen=True)
+class HolderPayout:
+    """One holder's shares in a market and what a resolution would pay them."""
+
+    user_id: int
+    username: str
+    shares_micro: dict[str, int]  # outcome slug -> shares held
+    net_spent_micro: int  # paid for buys minus received from sells
+    payout_micro: int
+
+
+@dataclass(frozen=True)
+class ResolutionPreview:
+    """What resolving a market a given way would pay, computed without writing anything."""
+
+    holders: list[HolderPayout]
+    per_share_micro: dict[str, int]
+    total_micro: int
+    pool_micro: int
+    returned_micro: int  # the pool's remainder going back to the treasury
+    cover_micro: int  # refunds beyond the pool, paid by the treasury (cancellation only)
+    trade_count: int
+
+
+def preview_resolution(
+    *, market: Market, outcome: str | None = None, probabilities: dict | None = None, cancel: bool = False
+) -> ResolutionPreview:
+    """Return the payouts ``resolve_market`` would make now, holder by holder (a dry run).
+
+    The arithmetic is ``plan_payouts``, the same function the resolution
+    itself runs, so the preview and the payment cannot disagree while no
+    trade happens in between (``trade_count`` tells).
+    """
+    from bellwether.ledger.models import Account
+
+    fresh = Market.objects.select_related("pool").get(pk=market.pk)
+    payouts, per_share = plan_payouts(market=fresh, outcome=outcome, probabilities=probabilities, cancel=cancel)
+    rows: dict[int, dict] = {}
+    positions = Position.objects.filter(market=fresh).select_related("outcome", "user").order_by("user__username", "outcome__position")
+    for position in positions:
+        row = rows.setdefault(position.user_id, {"username": position.user.username, "shares": {}, "net": 0})
+        if position.shares_micro:
+            row["shares"][position.outcome.slug] = position.shares_micro
+        row["net"] += position.spent_micro - position.received_micro
+    holders = [
+        HolderPayout(
+            user_id=user_id, username=row["username"], shares_micro=row["shares"],
+            net_spent_micro=row["net"], payout_micro=payouts.get(user_id, 0),
+        )
+        for user_id, row in rows.items()
+        if row["shares"] or payouts.get(user_id)
+    ]
+    total = sum(payouts.values())
+    pool = Account.objects.values_list("balance_micro", flat=True).get(pk=fresh.pool_id)
+    return ResolutionPreview(
+        holders=holders, per_share_micro=per_share, total_micro=total, pool_micro=pool,
+        returned_micro=max(pool - total, 0), cover_micro=max(total - pool, 0), trade_count=fresh.trade_count,
+    )
