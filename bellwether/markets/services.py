@@ -679,8 +679,6 @@ def preview_resolution(
     itself runs, so the preview and the payment cannot disagree while no
     trade happens in between (``trade_count`` tells).
     """
-    from bellwether.ledger.models import Account
-
     fresh = Market.objects.select_related("pool").get(pk=market.pk)
     payouts, per_share = plan_payouts(market=fresh, outcome=outcome, probabilities=probabilities, cancel=cancel)
     rows: dict[int, dict] = {}
@@ -699,7 +697,7 @@ def preview_resolution(
         if row["shares"] or payouts.get(user_id)
     ]
     total = sum(payouts.values())
-    pool = Account.objects.values_list("balance_micro", flat=True).get(pk=fresh.pool_id)
+    pool = fresh.pool.balance_micro
     return ResolutionPreview(
         holders=holders, per_share_micro=per_share, total_micro=total, pool_micro=pool,
         returned_micro=max(pool - total, 0), cover_micro=max(total - pool, 0), trade_count=fresh.trade_count,

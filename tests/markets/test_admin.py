@@ -217,13 +217,18 @@ def test_invalid_market_forms_create_nothing(editor_client, overrides, field, me
     assert Transfer.objects.count() == transfers
 
 
-def test_service_refusals_show_as_form_errors(editor_client):
-    """A rule only the service checks (a 301-character question after whitespace folding passes the form) is shown, nothing created."""
-    response = editor_client.post(url("add"), create_data(question="x" * 300 + " "))
-    assert response.status_code == 302  # 300 characters after trimming is allowed
-    response = editor_client.post(url("add"), create_data(question="Same question?", kind="multiple", outcomes="Yes\nNo\nMaybe\nmaybe"))
-    assert response.context["form"].errors["outcomes"] == ["The outcomes 'Maybe' and 'maybe' are the same."]
-    assert Market.objects.count() == 1
+def test_a_refusal_from_the_service_is_shown_on_the_form(editor_client, monkeypatch):
+    """Rules the service enforces come back as a form error, with nothing created."""
+    from bellwether.markets.exceptions import InvalidTrade
+
+    def refuse(**kwargs):
+        raise InvalidTrade("close_at must be in the future")
+
+    monkeypatch.setattr(services, "create_market", refuse)
+    response = editor_client.post(url("add"), create_data())
+    assert response.status_code == 200
+    assert response.context["form"].non_field_errors() == ["close_at must be in the future"]
+    assert Market.objects.count() == 0
 
 
 # --- editing -------------------------------------------------------------------
@@ -557,6 +562,32 @@ def test_cancel_refunds_net_spend_and_returns_the_subsidy(resolver_client, alice
     market.refresh_from_db()
     assert market.status == "cancelled"
     assert sorted(Position.objects.filter(market=market).values_list("payout_micro", flat=True)) == sorted([alice_net, bob_net])
+    assert run_audit().problems == []
+
+
+def test_cancel_preview_shows_the_treasury_cover(resolver_client, alice, bob):
+    """When refunds exceed the pool (a trader sold at a profit), the preview shows the treasury's cover and confirming pays it."""
+    market = new_market(liquidity_b_micro=10 * M)
+    for _ in range(2):  # alice buys low and sells high twice; bob pays for both swings
+        buy(alice, market, "yes", 20 * M)
+        buy(bob, market, "yes", 40 * M)
+        sell(alice, market, "yes", 20 * M)
+        sell(bob, market, "yes", 40 * M)
+    buy(bob, market, "yes", 40 * M)
+    alice_after_trading = balance(alice)
+    bob_net = START - balance(bob)
+    pool = pool_balance(market)
+    assert alice_after_trading > START and bob_net > pool  # alice profited; bob's refund exceeds the pool
+    treasury_before = get_treasury().balance_micro
+    response = resolve_preview(resolver_client, market, action="cancel")
+    cover = bob_net - pool
+    assert [(h["username"], h["payout"]) for h in response.context["holders"]] == [("bob", f"{bob_net // M}.{bob_net % M:06d}")]  # alice holds nothing and is owed nothing
+    assert (response.context["has_cover"], response.context["cover"], response.context["returned"]) == (True, f"{cover // M}.{cover % M:06d}", "0.000000")
+    assert 'id="payout-cover"' in response.content.decode()
+    resolver_client.post(url("resolve_confirm", market.pk), form_fields(response, "confirm-resolution-form"))
+    assert (balance(alice), balance(bob)) == (alice_after_trading, START)
+    assert get_treasury().balance_micro == treasury_before - cover
+    assert Transfer.objects.get(kind="cover").amount_micro == cover
     assert run_audit().problems == []
 
 
