@@ -109,6 +109,271 @@ def user_positions(*, user) -> list[dict]:
 
 # --- for the market page, its ticket and the portfolio (views/trading.py) ---
 
+# Imported here, not at the top, so this section can change without touching shared lines.
+import datetime as dt  # noqa: E402
+
+from django.core.paginator import Paginator  # noqa: E402
+from django.db.models import BigIntegerField, Case, F, Sum, When, Window  # noqa: E402
+from django.db.models.functions import Coalesce, RowNumber  # noqa: E402
+
+from bellwether.ledger.models import Account  # noqa: E402
+from bellwether.ledger.selectors import account_transfers  # noqa: E402
+
+from .models import Trade  # noqa: E402
+
+# Chart ranges: key -> (label, span); None spans the whole history.
+CHART_RANGES = {"1d": ("1D", dt.timedelta(days=1)), "1w": ("1W", dt.timedelta(days=7)), "1m": ("1M", dt.timedelta(days=30)), "all": ("All", None)}
+CHART_MAX_POINTS = 1000
+RECENT_TRADES = 20
+TOP_HOLDERS = 10
+PAYOUT_ROWS = 100
+LEDGER_PAGE_SIZE = 25
+
+
+def market_for_page(*, slug: str, user=None) -> Market:
+    """Return a market with its outcomes (in order) and resolver; drafts are found only by staff."""
+    market = (
+        Market.objects.filter(slug=slug).select_related("resolved_by")
+        .prefetch_related(Prefetch("outcomes", queryset=Outcome.objects.order_by("position"))).first()
+    )
+    if market is None or (market.status == Market.Status.DRAFT and not getattr(user, "is_staff", False)):
+        raise MarketNotFound(f"no market {slug!r}")
+    return market
+
+
+def _opening_odds(n: int) -> list[float]:
+    return [1 / n] * n
+
+
+def _odds_as_of(market: Market, when, n: int) -> list[float]:
+    """Return the probabilities after the last trade at or before ``when`` (the opening odds before any)."""
+    after = (
+        market.trades.filter(created_at__lte=when).order_by("-created_at", "-id")
+        .values_list("probabilities_after", flat=True).first()
+    )
+    return list(after) if after else _opening_odds(n)
+
+
+def market_odds(*, market: Market, change_since=None) -> list[dict]:
+    """Return each outcome with its probability now and the change since ``change_since`` (default: a day ago)."""
+    outcomes = list(market.outcomes.all())
+    prices = lmsr.prices_after_micro([o.shares_micro for o in outcomes], market.liquidity_b_micro)
+    since = change_since or timezone.now() - dt.timedelta(days=1)
+    before = _odds_as_of(market, since, len(outcomes))
+    return [
+        {"outcome": o, "index": i, "probability": p, "change": p - b}
+        for i, (o, p, b) in enumerate(zip(outcomes, prices, before))
+    ]
+
+
+def _position_row(position: Position, price: float) -> dict:
+    settled = position.payout_micro is not None
+    value = position.payout_micro if settled else int(position.shares_micro * price)
+    pnl = value + position.received_micro - position.spent_micro if settled else value - position.cost_basis_micro
+    return {
+        "position": position,
+        "outcome": position.outcome,
+        "market": position.market,
+        "shares_micro": position.shares_micro,
+        # Micro-credits per whole share.
+        "average_cost_micro": position.cost_basis_micro * lmsr.MICRO // position.shares_micro if position.shares_micro else 0,
+        "average_cost": position.cost_basis_micro / position.shares_micro if position.shares_micro else 0.0,
+        "cost_basis_micro": position.cost_basis_micro,
+        "price": price,
+        "value_micro": value,
+        "pnl_micro": pnl,
+        "payout_micro": position.payout_micro,
+        "settled": settled,
+    }
+
+
+def market_holdings(*, market: Market, user) -> list[dict]:
+    """Return ``user``'s positions in ``market`` with value and profit or loss (micro-credits); [] for anonymous readers."""
+    if user is None or not user.is_authenticated:
+        return []
+    outcomes = list(market.outcomes.all())
+    prices = dict(zip((o.pk for o in outcomes), lmsr.prices_after_micro([o.shares_micro for o in outcomes], market.liquidity_b_micro)))
+    by_id = {o.pk: o for o in outcomes}
+    rows = []
+    for position in Position.objects.filter(market=market, user=user).exclude(shares_micro=0, payout_micro__isnull=True).order_by("outcome__position"):
+        position.outcome = by_id[position.outcome_id]
+        position.market = market
+        rows.append(_position_row(position, prices[position.outcome_id]))
+    return rows
+
+
+def recent_trades(*, market: Market, limit: int = RECENT_TRADES) -> list[Trade]:
+    """Return the market's latest trades, newest first, with trader and outcome."""
+    return list(
+        Trade.objects.filter(market=market).select_related("user", "outcome").order_by("-created_at", "-id")[:limit]
+    )
+
+
+def top_holders(*, market: Market, limit: int = TOP_HOLDERS) -> list[dict]:
+    """Return, for each outcome in order, its ``limit`` largest holders (one query for all outcomes)."""
+    ranked = (
+        Position.objects.filter(market=market, shares_micro__gt=0)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("outcome_id")], order_by=[F("shares_micro").desc(), F("id").asc()]))
+        .filter(rank__lte=limit).select_related("user").order_by("outcome_id", "rank")
+    )
+    by_outcome: dict[int, list[Position]] = {}
+    for position in ranked:
+        by_outcome.setdefault(position.outcome_id, []).append(position)
+    return [{"outcome": o, "holders": by_outcome.get(o.pk, [])} for o in market.outcomes.all()]
+
+
+def market_payouts(*, market: Market, limit: int = PAYOUT_ROWS) -> dict:
+    """Return what each holder was paid at resolution or cancellation, largest first, and how many holders there were."""
+    rows = list(
+        Position.objects.filter(market=market, payout_micro__isnull=False)
+        .values("user_id", "user__username").annotate(paid_micro=Sum("payout_micro"))
+        .order_by("-paid_micro", "user__username")[: limit + 1]
+    )
+    return {"rows": rows[:limit], "more": len(rows) > limit}
+
+
+def linked_articles(*, market: Market) -> list:
+    """Return the live articles linked to ``market``, newest first."""
+    return list(
+        ArticlePage.objects.live().filter(market_links__market=market)
+        .annotate(dated_at=Coalesce("published_at", "first_published_at"))
+        .order_by(F("dated_at").desc(nulls_last=True), "-pk")
+    )
+
+
+def _downsample(points: list, limit: int) -> list:
+    """Return at most ``limit`` points spread evenly over ``points``, keeping the first and the last."""
+    if len(points) <= limit:
+        return points
+    last = len(points) - 1
+    picks = sorted({round(i * last / (limit - 1)) for i in range(limit)})
+    return [points[i] for i in picks]
+
+
+def chart_series(*, market: Market, range_key: str = "all", now=None, max_points: int = CHART_MAX_POINTS) -> dict:
+    """Return the step-line price history for one range, with the linked articles inside it.
+
+    Points: the odds at the range's start (the opening odds at created_at for
+    "all"), then after every trade in the range, then a last point at
+    resolution for settled markets or at ``now``. Long histories are thinned
+    to ``max_points``, always keeping the last point.
+    """
+    now = now or timezone.now()
+    outcomes = list(market.outcomes.all())
+    n = len(outcomes)
+    settled = market.status in (Market.Status.RESOLVED, Market.Status.CANCELLED) and market.resolved_at
+    end = market.resolved_at if settled else now
+    span = CHART_RANGES[range_key][1]
+    start = market.created_at if span is None else max(market.created_at, end - span)
+    trades = market.trades.order_by("created_at", "id")
+    if start > market.created_at:
+        first = _odds_as_of(market, start, n)
+        trades = trades.filter(created_at__gt=start)
+    else:
+        first = _opening_odds(n)
+    points = [(start, first)]
+    points.extend(trades.filter(created_at__lte=end).values_list("created_at", "probabilities_after"))
+    points.append((max(end, points[-1][0]), list(points[-1][1])))
+    points = _downsample(points, max_points)
+    articles = [
+        a for a in linked_articles(market=market)
+        if a.dated_at is not None and start <= a.dated_at <= end
+    ]
+    return {
+        "outcomes": outcomes,
+        "times": [round(at.timestamp(), 3) for at, _ in points],
+        "series": [[round(probs[i], 6) for _, probs in points] for i in range(n)],
+        "articles": sorted(articles, key=lambda a: a.dated_at),
+        "start": start,
+        "end": end,
+        "trade_count": market.trade_count,
+    }
+
+
+def portfolio_positions(*, user) -> dict:
+    """Return ``user``'s open positions and, per settled market, what was paid; all values in micro-credits.
+
+    Like ``user_positions`` but with the outcome and market rows the page
+    shows; a settled market's positions are grouped because a cancellation
+    refund is paid per market, not per outcome. Two queries in all.
+    """
+    positions = list(
+        Position.objects.filter(user=user).exclude(shares_micro=0, payout_micro__isnull=True)
+        .select_related("outcome", "market").order_by("-market__created_at", "market_id", "outcome__position")
+    )
+    market_ids = {p.market_id for p in positions}
+    outcomes: dict[int, list[Outcome]] = {}
+    for o in Outcome.objects.filter(market_id__in=market_ids).order_by("market_id", "position"):
+        outcomes.setdefault(o.market_id, []).append(o)
+    prices: dict[int, float] = {}
+    for market_id, outs in outcomes.items():
+        b = next(p.market.liquidity_b_micro for p in positions if p.market_id == market_id)
+        prices.update(zip((o.pk for o in outs), lmsr.prices_after_micro([o.shares_micro for o in outs], b)))
+    open_rows, settled = [], {}
+    for p in positions:
+        row = _position_row(p, prices[p.outcome_id])
+        if not row["settled"]:
+            open_rows.append(row)
+            continue
+        group = settled.setdefault(p.market_id, {
+            "market": p.market, "outcomes": [], "spent_micro": 0, "received_micro": 0, "payout_micro": 0, "pnl_micro": 0,
+        })
+        if p.shares_micro:
+            group["outcomes"].append({"outcome": p.outcome, "shares_micro": p.shares_micro})
+        group["spent_micro"] += p.spent_micro
+        group["received_micro"] += p.received_micro
+        group["payout_micro"] += p.payout_micro
+        group["pnl_micro"] += row["pnl_micro"]
+    for group in settled.values():
+        group["net_spent_micro"] = group["spent_micro"] - group["received_micro"]
+    settled_rows = sorted(settled.values(), key=lambda g: g["market"].resolved_at or g["market"].created_at, reverse=True)
+    return {
+        "open": open_rows,
+        "settled": settled_rows,
+        "open_value_micro": sum(r["value_micro"] for r in open_rows),
+        "open_pnl_micro": sum(r["pnl_micro"] for r in open_rows),
+    }
+
+
+def user_balance(*, user) -> tuple[Account | None, int]:
+    """Return the user's cash account (None before it is opened) and its balance."""
+    account = next(iter(Account.objects.filter(user=user)[:1]), None)
+    return account, account.balance_micro if account else 0
+
+
+def ledger_lines(*, account: Account | None, page_number=1, per_page: int = LEDGER_PAGE_SIZE):
+    """Return one page of the account's transfers, newest first, seen from the account holder.
+
+    Each line gains ``signed_micro`` (+ in, − out), ``balance_after_micro``
+    (the running balance after it) and ``target`` (the market, and the
+    trade, it was for). A fixed number of queries whatever the page.
+    """
+    if account is None:
+        return Paginator([], per_page).get_page(1)
+    transfers = account_transfers(account=account)
+    page = Paginator(transfers, per_page).get_page(page_number)
+    lines = list(page.object_list)
+    signed = Case(When(credit_id=account.pk, then=F("amount_micro")), default=-F("amount_micro"), output_field=BigIntegerField())
+    skipped = page.start_index() - 1 if lines else 0
+    newer = transfers[:skipped].aggregate(total=Sum(signed))["total"] or 0 if skipped else 0
+    balance = account.balance_micro - newer
+    trade_ids, market_ids = set(), set()
+    for line in lines:
+        kind, _, ident = line.reference.partition(":")
+        if ident.isdigit():
+            (trade_ids if kind == "trade" else market_ids if kind == "market" else set()).add(int(ident))
+    trades = {t.pk: t for t in Trade.objects.filter(pk__in=trade_ids).select_related("market", "outcome")} if trade_ids else {}
+    markets = {m.pk: m for m in Market.objects.filter(pk__in=market_ids)} if market_ids else {}
+    for line in lines:
+        line.signed_micro = line.amount_micro if line.credit_id == account.pk else -line.amount_micro
+        line.balance_after_micro = balance
+        balance -= line.signed_micro
+        kind, _, ident = line.reference.partition(":")
+        line.trade = trades.get(int(ident)) if kind == "trade" and ident.isdigit() else None
+        line.for_market = line.trade.market if line.trade else (markets.get(int(ident)) if kind == "market" and ident.isdigit() else None)
+    page.object_list = lines
+    return page
+
 
 # --- for the markets index and the panels beside the news (views/browse.py) ---
 
