@@ -8,18 +8,7 @@ from django.dispatch import receiver
 
 from bellwether.ledger.services import open_user_account
 
-
-def format_whole_credits(amount_micro: int) -> str:
-    """Return an amount as friendly credits: whole numbers without decimals.
-
-    >>> format_whole_credits(1_000_000_000), format_whole_credits(2_500_000), format_whole_credits(0)
-    ('1,000', '2.50', '0')
-    """
-    whole, rest = divmod(amount_micro, 1_000_000)
-    if rest == 0:
-        return f"{whole:,}"
-    cents = (amount_micro + 5_000) // 10_000
-    return f"{cents // 100:,}.{cents % 100:02d}"
+from .formatting import format_whole_credits
 
 
 @receiver(user_signed_up, dispatch_uid="bellwether.accounts.open_ledger_account")

@@ -164,3 +164,13 @@ def test_a_new_reader_can_log_out_and_back_in_with_username_or_email(client):
     assert client.session["_auth_user_id"] == str(get_user_model().objects.get(username="reader").pk)
     # Logging in again opens no second account and grants nothing twice.
     assert Transfer.objects.filter(kind="grant").count() == 1
+
+
+def test_the_signup_page_and_welcome_state_the_configured_starting_balance(client, settings):
+    """Quote the configured starting balance on the sign-up page and in the welcome, and grant exactly that."""
+    settings.STARTING_BALANCE_MICRO = 250_500_000
+    page = client.get("/accounts/signup/").content.decode()
+    assert "New readers start with 250.50 play-money credits to trade on every market." in page
+    response = sign_up(client, follow=True)
+    assert "Welcome to Bellwether, reader! You start with 250.50 credits to forecast with." in response.content.decode()
+    assert Account.objects.get(user__username="reader").balance_micro == 250_500_000

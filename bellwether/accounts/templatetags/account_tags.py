@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from django import template
+from django.conf import settings
+
+from bellwether.accounts.formatting import format_whole_credits
 
 register = template.Library()
 _SHOWN = "_bellwether_messages_shown"
@@ -35,3 +38,9 @@ def has_error_code(form, code: str) -> bool:
     if form is None or not form.is_bound:
         return False
     return any(error.code == code for errors in form.errors.as_data().values() for error in errors)
+
+
+@register.simple_tag
+def starting_credits() -> str:
+    """Return the credits a new reader starts with, e.g. "1,000"."""
+    return format_whole_credits(settings.STARTING_BALANCE_MICRO)
