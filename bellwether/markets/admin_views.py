@@ -36,7 +36,7 @@ from bellwether.ledger.services import format_micro
 from bellwether.news.models import ArticlePage
 
 from . import lmsr, services
-from .exceptions import MarketError
+from .exceptions import MarketError, StalePreview
 from .forms import LinkArticleForm, LinkMarketForm, MarketCreateForm, MarketEditForm, ResolveForm
 from .models import Market, MarketArticle, Outcome, Position
 from .templatetags.market_format import credits, percent
@@ -533,8 +533,12 @@ class MarketResolveConfirmView(MarketResolveView):
         try:
             result = services.resolve_market(
                 market_slug=market.slug, by=request.user, note=form.cleaned_data["note"],
-                sources=form.cleaned_data["sources"], **form.resolution_kwargs(),
+                sources=form.cleaned_data["sources"], expected_trade_count=form.cleaned_data["trade_count"],
+                **form.resolution_kwargs(),
             )
+        except StalePreview:
+            # A trade slipped in between the check above and the lock.
+            return self.preview(form, context, stale=True)
         except MarketError as exc:
             form.add_error(None, str(exc))
             context["form"] = form

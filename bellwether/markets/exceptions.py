@@ -39,3 +39,9 @@ class Forbidden(MarketError):
     code = "forbidden"
 
 
+
+
+class StalePreview(MarketError):
+    """A trade happened after the payout preview that a resolution was confirmed from."""
+
+    code = "invalid"

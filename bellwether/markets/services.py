@@ -35,6 +35,7 @@ from .exceptions import (
     MarketClosed,
     MarketNotFound,
     SlippageExceeded,
+    StalePreview,
 )
 from .models import IdempotencyKey, Market, MarketArticle, Outcome, Position, Trade
 
@@ -542,13 +543,17 @@ def _probabilities_micro(probabilities: dict[str, Any], outcomes: list[Outcome])
 @retry_on_conflict
 def resolve_market(
     *, market_slug: str, by, outcome: str | None = None, probabilities: dict | None = None, cancel: bool = False,
-    note: str = "", sources: list[str] | None = None,
+    note: str = "", sources: list[str] | None = None, expected_trade_count: int | None = None,
 ) -> Resolution:
     """Resolve (or cancel) a market in one transaction and pay every holder.
 
     Idempotent: a market already resolved or cancelled pays nothing more and
     returns ``already_done``. The pool's remainder returns to the treasury;
     on cancellation, refunds the pool cannot cover come from the treasury.
+    A draft can be cancelled but not resolved. With ``expected_trade_count``
+    (the count a payout preview was made at), a trade since then raises
+    StalePreview under the lock, so nobody is paid by a preview they did
+    not see.
     """
     with _write_turn(), transaction.atomic(durable=True):
         market = Market.objects.select_for_update().filter(slug=market_slug).first()
@@ -556,6 +561,10 @@ def resolve_market(
             raise MarketNotFound(f"no market {market_slug!r}")
         if market.status in (Market.Status.RESOLVED, Market.Status.CANCELLED):
             return Resolution(market=market, payouts={}, returned_micro=0, already_done=True)
+        if market.status == Market.Status.DRAFT and not cancel:
+            raise InvalidTrade("a draft market cannot be resolved: open it first, or cancel it")
+        if expected_trade_count is not None and market.trade_count != expected_trade_count:
+            raise StalePreview(f"{market.trade_count - expected_trade_count} trade(s) happened since the preview")
         payouts, per_share = plan_payouts(market=market, outcome=outcome, probabilities=probabilities, cancel=cancel)
         from bellwether.ledger.models import Account
 

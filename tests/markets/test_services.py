@@ -13,7 +13,7 @@ from bellwether.ledger.models import Account, Transfer
 from bellwether.ledger.services import get_treasury
 from bellwether.markets import lmsr, services
 from bellwether.markets.audit import run_audit
-from bellwether.markets.exceptions import InsufficientFunds, InvalidTrade, MarketClosed, SlippageExceeded
+from bellwether.markets.exceptions import InsufficientFunds, InvalidTrade, MarketClosed, SlippageExceeded, StalePreview
 from bellwether.markets.models import Market, MarketArticle, Position
 from bellwether.markets.services import TradeRequest
 
@@ -254,3 +254,32 @@ def test_a_draft_linked_before_publication_gets_the_odds_when_it_goes_live(alice
     ArticlePage.objects.get(pk=article.pk).save_revision().publish()  # a later edit keeps the first odds
     link.refresh_from_db()
     assert link.probabilities_at_publish["yes"] > 0.6
+
+
+def test_resolution_confirmed_from_a_stale_preview_pays_nothing(alice, bob):
+    """A trade after the payout preview makes the resolution refuse; nothing moves until it is re-previewed."""
+    market = new_market()
+    buy(alice, market, shares_micro=10 * M)
+    preview = services.preview_resolution(market=market, outcome="yes")
+    buy(bob, market, shares_micro=5 * M)
+    before = (balance(alice), balance(bob))
+    with pytest.raises(StalePreview, match="1 trade"):
+        services.resolve_market(market_slug=market.slug, by=None, outcome="yes", expected_trade_count=preview.trade_count)
+    market.refresh_from_db()
+    assert market.status == Market.Status.OPEN
+    assert (balance(alice), balance(bob)) == before
+    fresh = services.preview_resolution(market=market, outcome="yes")
+    result = services.resolve_market(market_slug=market.slug, by=None, outcome="yes", expected_trade_count=fresh.trade_count)
+    assert result.payouts == {alice.pk: 10 * M, bob.pk: 5 * M}
+
+
+def test_a_draft_can_be_cancelled_but_not_resolved():
+    """Resolving a draft is refused; cancelling it settles it with nothing to pay."""
+    market = new_market(status=Market.Status.DRAFT)
+    with pytest.raises(InvalidTrade, match="draft market cannot be resolved"):
+        services.resolve_market(market_slug=market.slug, by=None, outcome="yes")
+    market.refresh_from_db()
+    assert market.status == Market.Status.DRAFT
+    result = services.resolve_market(market_slug=market.slug, by=None, cancel=True)
+    assert result.payouts == {} and result.market.status == Market.Status.CANCELLED
+    assert run_audit().problems == []
