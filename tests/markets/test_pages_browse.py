@@ -303,6 +303,8 @@ def test_htmx_request_gets_only_the_list_with_controls_out_of_band(client, board
     assert questions(html) == ["Alpha question?", "Charlie question?"]
     assert '<div id="market-controls" class="mi-controls" hx-swap-oob="true">' in html
     assert "HX-Request" in response["Vary"]
+    filtered = client.get("/markets/?section=politics&region=&tag=&sort=move", HTTP_HX_REQUEST="true")
+    assert filtered["HX-Push-Url"] == "/markets/?sort=move&section=politics"
     restore = client.get("/markets/?tab=closing", HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
     assert "<html" in restore.content.decode()
     assert "hx-swap-oob" not in restore.content.decode()

@@ -110,6 +110,8 @@ def market_index(request):
     if _is_fragment_request(request):
         context["oob"] = True
         response = render(request, "markets/index.html#market-list", context)
+        # The filter form sends its empty menus too; the address bar gets the tidy URL instead.
+        response["HX-Push-Url"] = _index_url(**params, page=page.number if page.number > 1 else "")
     else:
         response = render(request, "markets/index.html", context)
     # One URL answers with a page or a fragment, so caches must tell them apart.
