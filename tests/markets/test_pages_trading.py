@@ -210,12 +210,12 @@ def test_open_market_page_shows_question_odds_chart_ticket_and_empty_states(home
     assert "uplot-1.6.32/uPlot.iife.min.js" in page and "js/market-chart.js" in page
     assert text(by_id(page, "chart-empty")) == "No trades yet — the odds are where the market opened."
     ticket = by_id(page, "trade-ticket")
-    assert re.findall(r'name="outcome" value="([^"]+)"', ticket) == ["yes", "no"]
+    assert re.findall(r'type="radio" name="outcome" value="([^"]+)"', ticket) == ["yes", "no"]
     assert 'name="outcome" value="yes" checked' in ticket
     assert re.findall(r'name="side" value="([^"]+)"', ticket) == ["buy", "sell"]
     assert re.findall(r'name="mode" value="([^"]+)"', ticket) == ["amount", "shares"]
     assert 'id="ticket-value" name="value" type="number"' in ticket
-    assert f'hx-post="/markets/{market.slug}/quote/" hx-trigger="input changed delay:250ms, change"' in ticket
+    assert f'hx-post="/markets/{market.slug}/quote/" hx-trigger="input changed delay:250ms, change from:.ticket-choice"' in ticket
     assert re.fullmatch(r"ticket-[\w-]{24}", hidden(ticket)["idempotency_key"])
     assert has_id(ticket, "ticket-quote") and has_id(ticket, "ticket-message")
     assert text(by_id(page, "your-position")).startswith("Your position You hold no shares in this market.")
@@ -339,7 +339,7 @@ def test_multi_outcome_market_page_and_ticket(home):
     assert re.findall(r'data-outcome="([^"]+)" data-probability="([^"]+)"', by_id(page, "market-probabilities")) == [
         ("ada-quill", "0.333333"), ("bo-lind", "0.333333"), ("cy-marr", "0.333333"),
     ]
-    assert re.findall(r'name="outcome" value="([^"]+)"', by_id(page, "trade-ticket")) == ["ada-quill", "bo-lind", "cy-marr"]
+    assert re.findall(r'type="radio" name="outcome" value="([^"]+)"', by_id(page, "trade-ticket")) == ["ada-quill", "bo-lind", "cy-marr"]
     fields = quote_then_fields(c, market, form(outcome="cy-marr", mode="shares", value="10"))
     response = post_trade(c, market, fields)
     assert response.status_code == 200

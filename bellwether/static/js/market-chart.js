@@ -90,7 +90,7 @@
       axes: [
         { stroke: "#5b6270", grid: { stroke: "#eceef2" }, ticks: { stroke: "#e3e5ea" } },
         {
-          stroke: "#5b6270", size: 44, grid: { stroke: "#eceef2" }, ticks: { stroke: "#e3e5ea" },
+          stroke: "#5b6270", size: 52, grid: { stroke: "#eceef2" }, ticks: { stroke: "#e3e5ea" },
           splits: function () { return [0, 25, 50, 75, 100]; },
           values: function (u, splits) { return splits.map(function (v) { return v + "%"; }); }
         }
