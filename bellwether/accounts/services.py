@@ -7,7 +7,7 @@ import hashlib
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -45,7 +45,11 @@ def create_user(*, username: str, email: str = "", password: str | None = None, 
 
 def grant_role(*, user, role: str) -> None:
     """Add ``user`` to the group behind ``role``."""
-    group, _ = Group.objects.get_or_create(name=ROLE_GROUPS[role])
+    group, created = Group.objects.get_or_create(name=ROLE_GROUPS[role])
+    if created:
+        # Migrations create both groups with admin access; a group made here
+        # (after someone deleted it) needs that access to be of any use.
+        group.permissions.add(Permission.objects.get(content_type__app_label="wagtailadmin", codename="access_admin"))
     user.groups.add(group)
     if role == "editor":
         user.is_staff = True

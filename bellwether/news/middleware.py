@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.db import DatabaseError
 
 KEY_PARAMS = ("page",)
+MESSAGES_COOKIE = "messages"  # django.contrib.messages' cookie storage
 SKIP_PREFIXES = ("/api/", "/admin/", "/django-admin/", "/health/", "/search/", "/documents/", "/static/", "/media/")
 
 
@@ -70,7 +71,10 @@ class PublicPageCacheMiddleware:
     def _key(self, request) -> str | None:
         if settings.PAGE_CACHE_TTL_S <= 0 or request.method not in ("GET", "HEAD"):
             return None
-        if settings.SESSION_COOKIE_NAME in request.COOKIES or request.path.startswith(SKIP_PREFIXES):
+        # A session means a logged-in or trading reader; a messages cookie
+        # holds a notice (such as "You have signed out.") the page must show.
+        cookies = request.COOKIES
+        if cookies.get(settings.SESSION_COOKIE_NAME) or cookies.get(MESSAGES_COOKIE) or request.path.startswith(SKIP_PREFIXES):
             return None
         generation = _generation.current()
         if generation is None:

@@ -676,7 +676,7 @@ def test_without_javascript_the_form_reviews_then_trades_and_redirects_with_a_me
     assert done.status_code == 302 and done["Location"] == f"/markets/{market.slug}/?outcome=yes"
     amount = Trade.objects.get().amount_micro
     shown = c.get(done["Location"]).content.decode()
-    assert text(by_id(shown, "flash-messages")) == f"Bought 10.00 Yes for {cr(amount)} cr."
+    assert text(by_id(shown, "messages")) == f"Bought 10.00 Yes for {cr(amount)} cr."
 
 
 @pytest.mark.parametrize(

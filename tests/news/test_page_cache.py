@@ -74,3 +74,16 @@ def test_unknown_query_parameters_share_the_cached_page(client, home, caching):
     assert client.get("/").headers["X-Page-Cache"] == "miss"
     assert client.get("/?utm_source=x&junk=1").headers["X-Page-Cache"] == "hit"
     assert client.get("/?page=2").headers["X-Page-Cache"] == "miss"
+
+
+def test_a_pending_notice_bypasses_the_cache_and_is_shown(client, home, caching, django_user_model):
+    """After logging out, the next page shows "You have signed out." instead of a cached copy without it."""
+    make_article(headline="Story")
+    assert client.get("/").headers["X-Page-Cache"] == "miss"
+    user = django_user_model.objects.create_user("reader", password="pw-123456789")
+    client.force_login(user)
+    client.post("/accounts/logout/")
+    response = client.get("/")
+    assert "X-Page-Cache" not in response.headers
+    assert "You have signed out." in response.content.decode()
+    assert client.get("/").headers["X-Page-Cache"] == "hit"
