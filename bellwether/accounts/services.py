@@ -8,6 +8,7 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -49,11 +50,20 @@ def grant_role(*, user, role: str) -> None:
     if created:
         # Migrations create both groups with admin access; a group made here
         # (after someone deleted it) needs that access to be of any use.
-        group.permissions.add(Permission.objects.get(content_type__app_label="wagtailadmin", codename="access_admin"))
+        group.permissions.add(_admin_access_permission())
     user.groups.add(group)
     if role == "editor":
         user.is_staff = True
         user.save(update_fields=["is_staff"])
+
+
+def _admin_access_permission() -> Permission:
+    """Return Wagtail's access_admin permission, recreating it as its migration does if it is gone."""
+    content_type, _ = ContentType.objects.get_or_create(app_label="wagtailadmin", model="admin")
+    permission, _ = Permission.objects.get_or_create(
+        content_type=content_type, codename="access_admin", defaults={"name": "Can access Wagtail admin"}
+    )
+    return permission
 
 
 def has_role(user, role: str) -> bool:
