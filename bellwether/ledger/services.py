@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from collections.abc import Iterable
 
-from django.db.models import F, Q
+from django.db.models import BigIntegerField, F, Q, Value
 
 from .exceptions import InsufficientFunds, InvalidAmount
 from .models import Account, Transfer
@@ -37,6 +37,17 @@ def lock_accounts(*, ids: Iterable[int] = (), user=None) -> dict[int, Account]:
     return {a.pk: a for a in Account.objects.select_for_update().filter(condition).order_by("pk")}
 
 
+def bigint(value: int) -> Value:
+    """Return ``value`` as a BIGINT for arithmetic with F() on micro-unit columns.
+
+    Django types a bare Python int in ``F("x") + n`` as an IntegerField, and
+    with server-side binding on PostgreSQL it is sent as a 32-bit integer:
+    2,147,483,648 micro-credits (about 2,147 credits) arrived as a negative
+    number. Declaring the type keeps every amount exact.
+    """
+    return Value(value, output_field=BigIntegerField())
+
+
 def post_transfer(
     *, debit: Account, credit: Account, amount_micro: int, kind: str, reference: str = "", memo: str = ""
 ) -> Transfer:
@@ -54,8 +65,8 @@ def post_transfer(
         raise InsufficientFunds(
             f"{debit.name} holds {format_micro(debit.balance_micro)} credits, {format_micro(amount_micro)} needed"
         )
-    Account.objects.filter(pk=debit.pk).update(balance_micro=F("balance_micro") - amount_micro)
-    Account.objects.filter(pk=credit.pk).update(balance_micro=F("balance_micro") + amount_micro)
+    Account.objects.filter(pk=debit.pk).update(balance_micro=F("balance_micro") - bigint(amount_micro))
+    Account.objects.filter(pk=credit.pk).update(balance_micro=F("balance_micro") + bigint(amount_micro))
     debit.balance_micro -= amount_micro
     credit.balance_micro += amount_micro
     return Transfer.objects.create(

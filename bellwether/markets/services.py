@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from bellwether.ledger.models import Transfer
-from bellwether.ledger.services import format_micro, get_treasury, lock_accounts, open_pool_account, open_user_account, post_transfer
+from bellwether.ledger.services import bigint, format_micro, get_treasury, lock_accounts, open_pool_account, open_user_account, post_transfer
 
 from . import lmsr
 from .exceptions import (
@@ -402,11 +402,11 @@ def place_trade(
                 if fill.amount_micro > 0:
                     post_transfer(debit=pool, credit=cash, amount_micro=fill.amount_micro, kind=Transfer.Kind.SELL, reference=f"trade:{trade.pk}")
                 delta = -fill.shares_micro
-            Outcome.objects.filter(pk=outcome.pk).update(shares_micro=F("shares_micro") + delta)
+            Outcome.objects.filter(pk=outcome.pk).update(shares_micro=F("shares_micro") + bigint(delta))
             outcome.shares_micro += delta
             position = _apply_to_position(user=user, market=market, outcome=outcome, position=position, fill=fill)
             Market.objects.filter(pk=market.pk).update(
-                volume_micro=F("volume_micro") + fill.amount_micro, trade_count=F("trade_count") + 1
+                volume_micro=F("volume_micro") + bigint(fill.amount_micro), trade_count=F("trade_count") + 1
             )
             body = render(trade, market, outcomes, position, cash.balance_micro) if render else {"trade_id": trade.pk}
             if idempotency_key:

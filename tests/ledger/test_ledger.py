@@ -479,3 +479,25 @@ def test_random_transfers_keep_the_ledger_consistent(steps):
     except _Rollback:
         pass
     assert not get_user_model().objects.filter(username__startswith="prop").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("amount", [2**31 - 1, 2**31, 2**32 + 7, 10**15])
+def test_amounts_past_32_bits_move_exactly(amount):
+    """A transfer of more than 2,147 credits (2**31 micro-credits) lands exactly, on either database.
+
+    With server-side binding, PostgreSQL once received such amounts as 32-bit
+    integers and wrapped them to negative numbers.
+    """
+    user = get_user_model().objects.create_user(username="big")
+    account = open_user_account(user=user)
+    treasury = get_treasury()
+    before = {a.pk: a.balance_micro for a in Account.objects.filter(pk__in=[account.pk, treasury.pk])}
+    for debit, credit in ((treasury, account), (account, treasury)):
+        with transaction.atomic():
+            locked = lock_accounts(ids=[debit.pk, credit.pk])
+            post_transfer(debit=locked[debit.pk], credit=locked[credit.pk], amount_micro=amount, kind=Transfer.Kind.BUY)
+        middle = dict(Account.objects.filter(pk__in=[account.pk, treasury.pk]).values_list("pk", "balance_micro"))
+        if debit == treasury:
+            assert middle == {account.pk: before[account.pk] + amount, treasury.pk: before[treasury.pk] - amount}
+    assert dict(Account.objects.filter(pk__in=[account.pk, treasury.pk]).values_list("pk", "balance_micro")) == before

@@ -283,3 +283,20 @@ def test_a_draft_can_be_cancelled_but_not_resolved():
     result = services.resolve_market(market_slug=market.slug, by=None, cancel=True)
     assert result.payouts == {} and result.market.status == Market.Status.CANCELLED
     assert run_audit().problems == []
+
+
+def test_a_trade_past_32_bits_is_recorded_exactly(settings):
+    """Buying 5,000 shares for over 2,147 credits updates q, volume and cash exactly (no 32-bit wrap)."""
+    settings.STARTING_BALANCE_MICRO = 10_000_000 * M
+    whale = create_user(username="whale")
+    market = new_market(liquidity_b_micro=1000 * M)
+    body = buy(whale, market, shares_micro=5000 * M)
+    market.refresh_from_db()
+    yes = market.outcomes.get(slug="yes")
+    cost = lmsr.buy_cost_micro([0, 0], 1000 * M, 0, 5000 * M)
+    assert cost > 2**31
+    assert yes.shares_micro == 5000 * M
+    assert market.volume_micro == cost
+    assert balance(whale) == 10_000_000 * M - cost
+    assert body["trade_id"] > 0
+    assert run_audit().problems == []
