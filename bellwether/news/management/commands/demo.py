@@ -40,10 +40,13 @@ class Command(BaseCommand):
         markets = load_demo_markets(content_dir=DEMO_CONTENT)
         self.stdout.write(f"  {markets} markets created from the stories' questions")
         username, password = services.ensure_demo_editor()
+        credits = settings.STARTING_BALANCE_MICRO // 1_000_000
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nDemo editor login: {username} / {password}   (admin at http://{host}:{port}/admin/)\n"
             )
+            + f"Readers: sign up at http://{host}:{port}/accounts/signup/ to trade with {credits:,} credits; "
+            f"markets at http://{host}:{port}/markets/ (emails are printed here).\n"
         )
         if not no_serve:
             call_command("serve", host=host, port=port)
