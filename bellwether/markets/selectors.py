@@ -241,13 +241,43 @@ def linked_articles(*, market: Market) -> list:
     )
 
 
-def _downsample(points: list, limit: int) -> list:
-    """Return at most ``limit`` points spread evenly over ``points``, keeping the first and the last."""
-    if len(points) <= limit:
-        return points
-    last = len(points) - 1
-    picks = sorted({round(i * last / (limit - 1)) for i in range(limit)})
-    return [points[i] for i in picks]
+def _even_indices(count: int, limit: int) -> list[int]:
+    """Return at most ``limit`` indices spread evenly over ``range(count)``, keeping the first and the last.
+
+    >>> _even_indices(11, 4)
+    [0, 3, 7, 10]
+    >>> _even_indices(3, 10)
+    [0, 1, 2]
+    """
+    if count <= limit:
+        return list(range(count))
+    last = count - 1
+    return sorted({round(i * last / (limit - 1)) for i in range(limit)})
+
+
+def _thinned_trades(trades: QuerySet[Trade], *, max_points: int) -> tuple[list[tuple], list[float] | None]:
+    """Return the (created_at, probabilities_after) points of ``trades`` a chart of ``max_points`` keeps, and the last odds.
+
+    The chart's points are an opening point, the trades in time order and a
+    closing point with the last trade's odds; an even spread over all of
+    them picks the trades kept. The database returns only those rows (and
+    the last trade), so a market with a million trades sends a thousand
+    rows, not a million. The last odds are None when there is no trade.
+    """
+    ordered = trades.order_by("created_at", "id")
+    count = ordered.count()
+    if count == 0:
+        return [], None
+    picks = [i for i in _even_indices(count + 2, max_points) if 1 <= i <= count]
+    if len(picks) == count:
+        kept = list(ordered.values_list("created_at", "probabilities_after"))
+        return kept, kept[-1][1]
+    numbered = ordered.annotate(row=Window(RowNumber(), order_by=[F("created_at").asc(), F("id").asc()]))
+    rows = {
+        row: (at, probs)
+        for row, at, probs in numbered.filter(row__in={*picks, count}).values_list("row", "created_at", "probabilities_after")
+    }
+    return [rows[i] for i in picks], rows[count][1]
 
 
 def chart_series(*, market: Market, range_key: str = "all", now=None, max_points: int = CHART_MAX_POINTS) -> dict:
@@ -265,16 +295,14 @@ def chart_series(*, market: Market, range_key: str = "all", now=None, max_points
     end = market.resolved_at if settled else now
     span = CHART_RANGES[range_key][1]
     start = market.created_at if span is None else max(market.created_at, end - span)
-    trades = market.trades.order_by("created_at", "id")
+    trades = market.trades.filter(created_at__lte=end)
     if start > market.created_at:
         first = _odds_as_of(market, start, n)
         trades = trades.filter(created_at__gt=start)
     else:
         first = _opening_odds(n)
-    points = [(start, first)]
-    points.extend(trades.filter(created_at__lte=end).values_list("created_at", "probabilities_after"))
-    points.append((max(end, points[-1][0]), list(points[-1][1])))
-    points = _downsample(points, max_points)
+    kept, last = _thinned_trades(trades, max_points=max_points)
+    points = [(start, first), *kept, (max(end, start), list(last or first))]
     articles = [
         a for a in linked_articles(market=market)
         if a.dated_at is not None and start <= a.dated_at <= end

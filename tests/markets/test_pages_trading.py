@@ -474,6 +474,24 @@ def test_chart_history_is_thinned_keeping_first_and_last(home):
     assert thin["series"][0] == [full["series"][0][i] for i in (0, 3, 7, 10)]
 
 
+def test_long_histories_are_thinned_by_the_database(home):
+    """Thin a long history in SQL: the same points as thinning the full list, from a query that numbers the rows."""
+    alice = user("alice")
+    market = make_market(b=1000)
+    for _ in range(40):
+        service_buy(alice, market, "yes", 1)
+    now = timezone.now()
+    full = selectors.chart_series(market=market, range_key="all", now=now)
+    assert len(full["times"]) == 42
+    with CaptureQueriesContext(connection) as ctx:
+        thin = selectors.chart_series(market=market, range_key="all", now=now, max_points=7)
+    picks = [0, 7, 14, 20, 27, 34, 41]
+    assert thin["times"] == [full["times"][i] for i in picks]
+    assert thin["series"] == [[series[i] for i in picks] for series in full["series"]]
+    trade_reads = [q["sql"] for q in ctx.captured_queries if "probabilities_after" in q["sql"] and "markets_trade" in q["sql"]]
+    assert len(trade_reads) == 1 and "ROW_NUMBER" in trade_reads[0].upper()
+
+
 # --- quotes -----------------------------------------------------------------
 
 
