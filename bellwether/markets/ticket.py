@@ -28,6 +28,7 @@ from .exceptions import (
 )
 from .models import Market, Trade
 from .services import Fill, TradeRequest
+from .templatetags.market_format import credits
 
 SIDES = ("buy", "sell")
 MODES = ("amount", "shares")
@@ -210,24 +211,16 @@ def error_message(exc: Exception) -> str:
     raise exc
 
 
-def done_message(*, record: dict, replayed: bool) -> str:
-    """Return the success line for a placed (or replayed) trade."""
-    verb = "Bought" if record["side"] == "buy" else "Sold"
-    from .templatetags.market_format import credits
+def done_message(*, body: dict, market: Market) -> str:
+    """Return the success line for a placed (or replayed) trade, from the body ``place_trade`` stored.
 
-    text = f"{verb} {credits(record['shares_micro'])} {record['outcome_name']} for {credits(record['amount_micro'])} cr."
-    if replayed:
+    The body is the API's (``api.trade_body``) whichever way the trade came
+    in, so a key first used by the API replays here too, and the reverse.
+    """
+    verb = "Bought" if body["side"] == Trade.Side.BUY else "Sold"
+    name = next((o.name for o in market.outcomes.all() if o.slug == body["outcome"]), body["outcome"])
+    shares, amount = credits(to_micro(body["shares"], "shares")), credits(to_micro(body["amount"], "amount", allow_zero=True))
+    text = f"{verb} {shares} {name} for {amount} cr."
+    if body.get("replayed"):
         return f"Already done: {text[0].lower()}{text[1:]} That ticket was sent twice and traded once."
     return text
-
-
-def trade_record(trade, market, outcomes, position, balance_micro) -> dict:
-    """Return what is stored with the idempotency key (``place_trade``'s ``render``)."""
-    return {
-        "trade_id": trade.pk,
-        "side": trade.side,
-        "outcome": trade.outcome.slug,
-        "outcome_name": trade.outcome.name,
-        "shares_micro": trade.shares_micro,
-        "amount_micro": trade.amount_micro,
-    }

@@ -651,6 +651,41 @@ def test_double_submit_with_one_key_trades_once(home):
     assert message(second.content.decode()) == f"Already done: bought 10.00 Yes for {cr(amount)} cr. That ticket was sent twice and traded once."
 
 
+def test_one_key_replays_the_same_trade_through_the_api_and_the_ticket(home):
+    """Answer a key used by the API through the ticket, and a key used by the ticket through the API, as the one trade it made."""
+    from bellwether.accounts.services import create_token
+
+    alice = user("alice")
+    market = make_market()
+    c = client_for(alice)
+    _, token = create_token(user=alice, name="bot")
+    fields = quote_then_fields(c, market, form(mode="shares", value="10", key="shared-1"))
+    body = {"outcome": "yes", "side": "buy", "shares": fields["quoted_shares"], "max_cost": fields["max_cost"]}
+    api = c.post(
+        f"/api/v1/markets/{market.slug}/trades", body, content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_IDEMPOTENCY_KEY="shared-1",
+    )
+    assert api.status_code == 201
+    after = snapshot()
+    amount = Trade.objects.get().amount_micro
+    replayed = post_trade(c, market, fields)
+    assert replayed.status_code == 200
+    assert message(replayed.content.decode()) == f"Already done: bought 10.00 Yes for {cr(amount)} cr. That ticket was sent twice and traded once."
+    fields = quote_then_fields(c, market, form(mode="shares", value="4", key="shared-2"))
+    assert "Bought 4.00 Yes" in message(post_trade(c, market, fields).content.decode())
+    second = Trade.objects.order_by("-id").first()
+    body = {"outcome": "yes", "side": "buy", "shares": fields["quoted_shares"], "max_cost": fields["max_cost"]}
+    again = c.post(
+        f"/api/v1/markets/{market.slug}/trades", body, content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_IDEMPOTENCY_KEY="shared-2",
+    )
+    assert again.status_code == 200
+    data = again.json()
+    assert (data["trade_id"], data["shares"], data["amount"], data["replayed"]) == (second.pk, "4.000000", fmt(second.amount_micro), True)
+    assert data["position"] == {"shares": "14.000000", "cost_basis": fmt(amount + second.amount_micro)}
+    assert Trade.objects.count() == 2 and snapshot()["trades"] == after["trades"] + 1
+
+
 def test_a_reused_key_for_a_different_trade_is_refused(home):
     """Refuse a different trade under a used key, change nothing, and hand out a fresh key."""
     alice = user("alice")

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from bellwether.ledger.exceptions import LedgerError
 
 from .. import selectors, services
+from ..api import trade_body
 from ..exceptions import IdempotencyConflict, MarketError, MarketNotFound, SlippageExceeded
 from ..models import Market
 from ..ticket import (
@@ -37,7 +38,6 @@ from ..ticket import (
     new_key,
     request_for,
     ticket_from_form,
-    trade_record,
 )
 
 TICKET = "markets/_ticket.html"
@@ -199,7 +199,7 @@ def trade(request, slug: str):
     try:
         body = services.place_trade(
             user=request.user, market_slug=market.slug, request=confirmed, idempotency_key=ticket.key or None,
-            render=trade_record,
+            render=trade_body,
         )
     except (MarketError, LedgerError) as exc:
         if isinstance(exc, IdempotencyConflict):
@@ -211,7 +211,7 @@ def trade(request, slug: str):
             ticket.quote = None
         market = _fresh(request, market)
         return _ticket_response(request, market, ticket)
-    text = done_message(record=body, replayed=bool(body.get("replayed")))
+    text = done_message(body=body, market=market)
     if not htmx:
         messages.success(request, text)
         return redirect(f"{market.get_absolute_url()}?{urlencode({'outcome': ticket.outcome})}")
