@@ -985,4 +985,6 @@ def test_trade_through_the_ticket_uses_a_fixed_number_of_queries(home):
         with CaptureQueriesContext(connection) as ctx:
             assert "Bought" in message(post_trade(c, m, fields).content.decode())
         counts.append(len(ctx.captured_queries))
+        # Only what the answer re-renders is read: not the holders, nor the linked articles.
+        assert not [q for q in ctx.captured_queries if "wagtailcore_page" in q["sql"] or "ROW_NUMBER" in q["sql"].upper()]
     assert counts[0] == counts[1]

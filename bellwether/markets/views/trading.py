@@ -217,8 +217,7 @@ def trade(request, slug: str):
         return redirect(f"{market.get_absolute_url()}?{urlencode({'outcome': ticket.outcome})}")
     market = _fresh(request, market)
     fresh = blank_ticket(market=market, outcome=ticket.outcome, side=ticket.side).say(text, "success")
-    context = _page_context(request, market, fresh)
-    response = render(request, "markets/_trade_result.html", context)
+    response = render(request, "markets/_trade_result.html", _trade_result_context(request, market, fresh))
     response["HX-Trigger"] = json.dumps({TRADED_EVENT: {"trade_id": body["trade_id"]}})
     return response
 
@@ -229,6 +228,18 @@ def _fresh(request, market: Market) -> Market:
         return selectors.market_for_page(slug=market.slug, user=request.user)
     except MarketNotFound:
         return market
+
+
+def _trade_result_context(request, market: Market, ticket: Ticket) -> dict:
+    """Return what a trade's htmx answer re-renders: the ticket, the odds, the reader's position and the recent trades."""
+    return {
+        "market": market,
+        "ticket": ticket,
+        "odds": selectors.market_odds(market=market),
+        "holdings": selectors.market_holdings(market=market, user=request.user),
+        "trades": selectors.recent_trades(market=market),
+        "next_url": market.get_absolute_url(),
+    }
 
 
 def _ticket_response(request, market: Market, ticket: Ticket):
