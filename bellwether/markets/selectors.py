@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
-from django.db.models import Prefetch, Q, QuerySet
-from django.utils import timezone
+import datetime as dt
+from dataclasses import dataclass
 
-from bellwether.news.models import ArticlePage, SectionPage
+from django.contrib.auth import get_user_model
+from django.core.paginator import Page, Paginator
+from django.db.models import (
+    BigIntegerField, Case, Count, Exists, F, JSONField, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, When, Window,
+)
+from django.db.models.functions import Coalesce, RowNumber, TruncHour
+from django.utils import timezone
+from taggit.models import Tag
+
+from bellwether.ledger.models import Account
+from bellwether.ledger.selectors import account_transfers
+from bellwether.news.models import ArticlePage, Region, SectionPage
 
 from . import lmsr
 from .exceptions import MarketNotFound
-from .models import Market, MarketArticle, Outcome, Position
+from .models import Market, MarketArticle, Outcome, Position, Trade
 
 
 STATUS_FILTERS = ("open", "closed", "resolved", "cancelled")
@@ -108,18 +118,6 @@ def user_positions(*, user) -> list[dict]:
 
 
 # --- for the market page, its ticket and the portfolio (views/trading.py) ---
-
-# Imported here, not at the top, so this section can change without touching shared lines.
-import datetime as dt  # noqa: E402
-
-from django.core.paginator import Paginator  # noqa: E402
-from django.db.models import BigIntegerField, Case, F, Sum, When, Window  # noqa: E402
-from django.db.models.functions import Coalesce, RowNumber  # noqa: E402
-
-from bellwether.ledger.models import Account  # noqa: E402
-from bellwether.ledger.selectors import account_transfers  # noqa: E402
-
-from .models import Trade  # noqa: E402
 
 # Chart ranges: key -> (label, span); None spans the whole history.
 CHART_RANGES = {"1d": ("1D", dt.timedelta(days=1)), "1w": ("1W", dt.timedelta(days=7)), "1m": ("1M", dt.timedelta(days=30)), "all": ("All", None)}
@@ -333,10 +331,10 @@ def portfolio_positions(*, user) -> dict:
     outcomes: dict[int, list[Outcome]] = {}
     for o in Outcome.objects.filter(market_id__in=market_ids).order_by("market_id", "position"):
         outcomes.setdefault(o.market_id, []).append(o)
+    liquidity = {p.market_id: p.market.liquidity_b_micro for p in positions}
     prices: dict[int, float] = {}
     for market_id, outs in outcomes.items():
-        b = next(p.market.liquidity_b_micro for p in positions if p.market_id == market_id)
-        prices.update(zip((o.pk for o in outs), lmsr.prices_after_micro([o.shares_micro for o in outs], b)))
+        prices.update(zip((o.pk for o in outs), lmsr.prices_after_micro([o.shares_micro for o in outs], liquidity[market_id])))
     open_rows, settled = [], {}
     for p in positions:
         row = _position_row(p, prices[p.outcome_id])
@@ -405,32 +403,19 @@ def ledger_lines(*, account: Account | None, page_number=1, per_page: int = LEDG
 
 # --- for the markets index and the panels beside the news (views/browse.py) ---
 
-# Imports for this section sit here, so the sections above stay untouched.
-import datetime as _dt  # noqa: E402
-from dataclasses import dataclass as _dataclass  # noqa: E402
-
-from django.core.paginator import Page as _Page, Paginator as _Paginator  # noqa: E402
-from django.db.models import Count, Exists, JSONField, Max, OuterRef, Subquery  # noqa: E402
-from django.db.models.functions import TruncHour  # noqa: E402
-from taggit.models import Tag  # noqa: E402
-
-from bellwether.news.models import Region  # noqa: E402
-
-from .models import Trade  # noqa: E402
-
 INDEX_TABS = {"open": "Open", "closing": "Closing soon", "closed": "Awaiting result", "resolved": "Recently resolved"}
 INDEX_SORTS = {"volume": "Volume", "move": "Biggest move", "close": "Close date"}
 TAB_DEFAULT_SORT = {"open": "volume", "closing": "close", "closed": "close", "resolved": "close"}
 INDEX_PAGE_SIZE = 20
-CLOSING_SOON = _dt.timedelta(days=7)
-MOVE_WINDOW = _dt.timedelta(hours=24)
-HISTORY_WINDOW = _dt.timedelta(days=7)
-HISTORY_STEP = _dt.timedelta(hours=6)
-ACTIVITY_WINDOW = _dt.timedelta(days=7)
+CLOSING_SOON = dt.timedelta(days=7)
+MOVE_WINDOW = dt.timedelta(hours=24)
+HISTORY_WINDOW = dt.timedelta(days=7)
+HISTORY_STEP = dt.timedelta(hours=6)
+ACTIVITY_WINDOW = dt.timedelta(days=7)
 _SHOWN = (Market.Status.OPEN, Market.Status.RESOLVED, Market.Status.CANCELLED)
 
 
-@_dataclass
+@dataclass
 class MarketRow:
     """One market as lists show it: the outcome in focus, its odds, its move and its week."""
 
@@ -497,8 +482,8 @@ def history_points(*, trades: list[tuple], start, end, step, start_value: float)
     price at a step is that of the last trade at or before it, so a market
     with 1,000 trades a day still draws as a few dozen points.
 
-    >>> t0 = _dt.datetime(2026, 1, 1)
-    >>> hour = _dt.timedelta(hours=1)
+    >>> t0 = dt.datetime(2026, 1, 1)
+    >>> hour = dt.timedelta(hours=1)
     >>> history_points(trades=[(t0 + hour, 0.6), (t0 + 5 * hour, 0.7)], start=t0, end=t0 + 7 * hour, step=3 * hour, start_value=0.5)
     [0.5, 0.6, 0.7, 0.7]
     """
@@ -536,7 +521,7 @@ def market_rows(ids: list[int], *, now=None) -> list[MarketRow]:
     }
     hourly_last = (
         Trade.objects.filter(market_id__in=list(markets), created_at__gt=week_start)
-        .annotate(hour=TruncHour("created_at", tzinfo=_dt.timezone.utc))
+        .annotate(hour=TruncHour("created_at", tzinfo=dt.timezone.utc))
         .values("market_id", "hour")
         .annotate(last_id=Max("id"))
         .values("last_id")
@@ -596,9 +581,9 @@ def _linked_through_live_articles(condition: Q) -> Exists:
     return Exists(MarketArticle.objects.filter(condition, market_id=OuterRef("pk"), article__live=True))
 
 
-@_dataclass
+@dataclass
 class MarketIndex:
-    page: _Page
+    page: Page
     rows: list[MarketRow]
     unknown_section: bool = False
 
@@ -647,7 +632,7 @@ def market_index(
         ordered = qs.order_by("-resolved_at", "-id").values_list("pk", flat=True)
     else:
         ordered = qs.order_by("close_at", "id").values_list("pk", flat=True)
-    page = _Paginator(ordered, per_page).get_page(page_number)
+    page = Paginator(ordered, per_page).get_page(page_number)
     return MarketIndex(page=page, rows=market_rows(list(page.object_list), now=now), unknown_section=bool(section) and not paths)
 
 
