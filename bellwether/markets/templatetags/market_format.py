@@ -6,6 +6,10 @@
 ('46%', '<1%', '>99%')
 >>> points(0.123), points(-0.05), points(0.001)
 ('+12', '−5', '0')
+>>> signed_credits(1_500_000), signed_credits(-250_000), signed_credits(0)
+('+1.50', '−0.25', '0.00')
+>>> trend(3), trend(-3), trend(0)
+('up', 'down', '')
 """
 
 from __future__ import annotations
@@ -50,3 +54,18 @@ def points(change) -> str:
     if pts == 0:
         return "0"
     return f"+{pts}" if pts > 0 else f"{MINUS}{abs(pts)}"
+
+
+@register.filter
+def signed_credits(amount_micro) -> str:
+    """Return micro-credits like ``credits``, with a plus sign on a gain (profit and loss, ledger amounts)."""
+    text = credits(amount_micro)
+    return f"+{text}" if text and int(amount_micro) > 0 else text
+
+
+@register.filter
+def trend(amount) -> str:
+    """Return the CSS class for a signed amount: "up" above zero, "down" below, "" at zero."""
+    if amount in (None, ""):
+        return ""
+    return "up" if amount > 0 else "down" if amount < 0 else ""
