@@ -361,6 +361,19 @@ def test_create_from_the_article_prelinks_it_and_returns(editor_client, article)
     assert MarketArticle.objects.get().article_id == article.pk
 
 
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+def test_next_never_leaves_the_site(editor_client, article, target):
+    """A ``next`` pointing off the site is ignored on create and unlink: both go back to the market's edit page."""
+    response = editor_client.post(url("add"), create_data(article_1=str(article.pk), next=target))
+    market = Market.objects.get()
+    assert response.status_code == 302 and response["Location"] == url("edit", market.pk)
+    page = editor_client.get(f"{url('add')}?next={target}").content.decode()
+    assert 'name="next"' not in page
+    response = editor_client.post(url("unlink", market.pk, article.pk), {"next": target})
+    assert response.status_code == 302 and response["Location"] == url("edit", market.pk)
+    assert MarketArticle.objects.count() == 0
+
+
 def test_article_pages_carry_a_markets_button(editor_client, article):
     """The article's edit header and the page listing's "more" menu link to its Markets page; other pages do not."""
     target = url("article", article.pk)
@@ -660,7 +673,13 @@ def test_resolver_without_the_editor_role_cannot_create_or_edit(resolver_client,
     assert resolver_client.post(url("open", market.pk)).status_code == 403
     assert resolver_client.post(url("link", market.pk), {"article": article.pk}).status_code == 403
     assert resolver_client.get(url("article", article.pk)).status_code == 403
+    assert resolver_client.post(url("article", article.pk), {"market": market.pk}).status_code == 403
     assert Market.objects.count() == 1 and MarketArticle.objects.count() == 0
+    services.link_article(market=market, article=article)
+    assert resolver_client.post(url("unlink", market.pk, article.pk)).status_code == 403
+    assert resolver_client.post(url("edit", market.pk), {"description": "Changed.", "close_at": in_a_week()}).status_code == 403
+    market.refresh_from_db()
+    assert MarketArticle.objects.count() == 1 and market.status == "draft" and market.description == ""
     assert "Add market" not in resolver_client.get(url("index")).content.decode()
 
 
