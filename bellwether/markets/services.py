@@ -28,6 +28,7 @@ from bellwether.ledger.models import Transfer
 from bellwether.ledger.services import bigint, format_micro, get_treasury, lock_accounts, open_pool_account, open_user_account, post_transfer
 
 from . import lmsr
+from .events import announce_trade, trade_event
 from .exceptions import (
     IdempotencyConflict,
     InsufficientFunds,
@@ -408,6 +409,11 @@ def place_trade(
             Market.objects.filter(pk=market.pk).update(
                 volume_micro=F("volume_micro") + bigint(fill.amount_micro), trade_count=F("trade_count") + 1
             )
+            event = trade_event(
+                trade=trade, market=market, outcomes=outcomes, volume_micro=market.volume_micro + fill.amount_micro,
+                trade_count=market.trade_count + 1, username=user.get_username(),
+            )
+            transaction.on_commit(functools.partial(announce_trade, event))
             body = render(trade, market, outcomes, position, cash.balance_micro) if render else {"trade_id": trade.pk}
             if idempotency_key:
                 IdempotencyKey.objects.create(user=user, key=idempotency_key, fingerprint=fingerprint, response=body)
