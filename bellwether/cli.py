@@ -12,6 +12,7 @@ Usage: bellwether COMMAND [options]      (bellwether COMMAND --help for details)
 
 Getting started
   demo          migrate, load the demo newsroom, create the demo editor, serve it
+                with simulated traders (--traders N, 0 for none; DEMO_TRADERS)
   serve         serve the site on http://127.0.0.1:8000 (--host, --port, --workers)
 
 Content
@@ -23,6 +24,8 @@ Markets and money
   token create USERNAME
                 print a new API token for `Authorization: Bearer ...` (shown once)
   audit         recompute every balance from the ledger and check every market; exit 1 on a mismatch
+  simulate [--traders N] [--rate PER_MIN] [--duration S] [--seed K]
+                run simulated traders (sim-ana, ...) on the open markets; the demo starts 3
 
 Administration
   migrate       create or update the database tables

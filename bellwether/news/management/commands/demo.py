@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -8,21 +13,70 @@ from django.core.management.base import BaseCommand
 
 DEMO_CONTENT = Path(__file__).resolve().parents[2] / "demo_content"
 SEEDS = settings.BASE_DIR.parent / "shared" / "seeds"
+TRADERS_STOP_TIMEOUT_S = 10
+
+
+def demo_traders(option: int | None) -> int:
+    """Return how many simulated traders the demo runs: ``--traders`` if given, else the DEMO_TRADERS setting."""
+    count = getattr(settings, "DEMO_TRADERS", 3) if option is None else option
+    return max(0, int(count))
+
+
+def simulator_argv(*, traders: int) -> list[str] | None:
+    """Return the command line of the simulated traders' process, or None when there are to be none.
+
+    The child runs this interpreter's `bellwether simulate` quietly (errors
+    only), so the server's log stays readable.
+    """
+    if traders <= 0:
+        return None
+    return [sys.executable, "-m", "bellwether.cli", "simulate", "--traders", str(traders), "--verbosity", "0"]
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to the child if the demo dies without stopping it (best effort)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start_traders(argv: list[str]) -> subprocess.Popen:
+    """Start the simulated traders in their own process, with this process's environment and settings."""
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    return subprocess.Popen(argv, env=dict(os.environ), preexec_fn=preexec)
+
+
+def stop_traders(process: subprocess.Popen) -> None:
+    """Stop the simulated traders' process: SIGTERM, then SIGKILL if it lingers."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=TRADERS_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Command(BaseCommand):
     help = (
         "Set up the demo newsroom and serve it: migrate the database, load the demo articles "
         "(and the seed articles in ../shared/seeds when present), create the demo editor login, "
-        "then start the server on http://127.0.0.1:8000. Safe to run again: content is updated, not duplicated."
+        "then start the server on http://127.0.0.1:8000 with a few simulated traders (sim-ana, sim-bo, ...) "
+        "trading the open markets so prices move (DEMO_TRADERS sets how many, default 3; --traders 0 turns them off). "
+        "Safe to run again: content is updated, not duplicated."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--no-serve", action="store_true", help="set everything up but do not start the server")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument(
+            "--traders", type=int, default=None, metavar="N",
+            help="simulated traders to run beside the server (default: the DEMO_TRADERS setting, 3 unless set); 0 turns them off",
+        )
 
-    def handle(self, *args, no_serve, port, host, **options):
+    def handle(self, *args, no_serve, port, host, traders, **options):
         from bellwether.news import services
 
         self.stdout.write("Migrating the database...")
@@ -48,5 +102,18 @@ class Command(BaseCommand):
             + f"Readers: sign up at http://{host}:{port}/accounts/signup/ to trade with {credits:,} credits; "
             f"markets at http://{host}:{port}/markets/ (emails are printed here).\n"
         )
-        if not no_serve:
+        if no_serve:
+            return
+        count = demo_traders(traders)
+        argv = simulator_argv(traders=count)
+        process = start_traders(argv) if argv else None
+        if process is not None:
+            self.stdout.write(
+                f"{count} simulated traders (sim-ana, sim-bo, ...) are trading the open markets; "
+                "turn them off with `bellwether demo --traders 0` or DEMO_TRADERS=0.\n"
+            )
+        try:
             call_command("serve", host=host, port=port)
+        finally:
+            if process is not None:
+                stop_traders(process)
