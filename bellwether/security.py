@@ -4,24 +4,37 @@ Pages load scripts and styles from this site only: no inline scripts, no
 inline styles, no eval. A script injected into an article or a market
 description therefore cannot run. Wagtail's admin and the API docs bring
 inline scripts of their own and are left to their own protections.
+
+Pages may also connect to the live streams' origin when they are served
+from another port (bellwether.live.origin), so the policy is built per
+request; with the streams on this same origin it is ``POLICY``.
 """
 
 from __future__ import annotations
 
-POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+from bellwether.live.origin import live_origin
+
+
+def build_policy(*, connect_origin: str = "") -> str:
+    """Return the policy, letting scripts also connect to ``connect_origin`` when given."""
+    connect = f"connect-src 'self' {connect_origin}" if connect_origin else "connect-src 'self'"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            connect,
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+POLICY = build_policy()
 EXEMPT_PREFIXES = ("/admin/", "/django-admin/", "/api/v1/docs")
 
 
@@ -34,5 +47,6 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         if not request.path.startswith(EXEMPT_PREFIXES):
-            response.headers.setdefault("Content-Security-Policy", POLICY)
+            origin = live_origin(request)
+            response.headers.setdefault("Content-Security-Policy", build_policy(connect_origin=origin) if origin else POLICY)
         return response

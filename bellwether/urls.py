@@ -11,6 +11,8 @@ from bellwether.news import views as news_views
 urlpatterns = [
     path("health/", news_views.health, name="health"),
     path("api/v1/", api.urls),
+    # Server-Sent Events; served by the ASGI live server (docs/live.md).
+    path("live/", include("bellwether.live.urls")),
     path("django-admin/", admin.site.urls),
     path("admin/", include(wagtailadmin_urls)),
     path("documents/", include(wagtaildocs_urls)),

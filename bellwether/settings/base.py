@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .env import BASE_DIR, VAR_DIR, database_config, env_bool, env_int, env_list, env_str
+from .env import BASE_DIR, VAR_DIR, database_config, env_bool, env_float, env_int, env_list, env_optional, env_str
 
 PROJECT_DIR = BASE_DIR / "bellwether"
 
@@ -17,6 +17,7 @@ INSTALLED_APPS = [
     "bellwether.ledger",
     "bellwether.markets",
     "bellwether.accounts",
+    "bellwether.live",
     "allauth",
     "allauth.account",
     "wagtail.contrib.redirects",
@@ -77,6 +78,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "bellwether.news.context_processors.site_navigation",
                 "bellwether.accounts.context_processors.account_summary",
+                "bellwether.live.context_processors.live_streams",
             ],
         },
     },
@@ -194,3 +196,18 @@ LOGGING = {
 
 # Money: integer micro-credits (10^-6). New users receive this from the treasury.
 STARTING_BALANCE_MICRO = env_int("STARTING_BALANCE_CREDITS", 1000) * 1_000_000
+
+# Live streams (bellwether.live, docs/live.md). Pages find the streams at
+# LIVE_BASE: LIVE_URL when set ("" = this same address, behind a proxy that
+# routes /live/ to the ASGI server); otherwise, when `bellwether serve` runs
+# the live server on LIVE_PORT, that port on the host the page was asked
+# for; otherwise "" (one server answers /live/ itself, as in tests).
+LIVE_URL = env_optional("LIVE_URL")
+LIVE_PORT = env_int("LIVE_PORT", 0)
+# SQLite: how often each live process looks for new trades.
+LIVE_POLL_S = env_float("LIVE_POLL_S", 0.1)
+# Seconds of silence after which a stream sends a ": ping" comment.
+LIVE_HEARTBEAT_S = env_float("LIVE_HEARTBEAT_S", 15.0)
+
+# Simulated traders that `bellwether demo` may start.
+DEMO_TRADERS = env_int("DEMO_TRADERS", 3)

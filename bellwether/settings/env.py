@@ -36,6 +36,17 @@ def env_int(name: str, default: int) -> int:
     return default if value in (None, "") else int(value)
 
 
+def env_float(name: str, default: float) -> float:
+    """Return the variable ``name`` as a number."""
+    value = os.environ.get(name)
+    return default if value in (None, "") else float(value)
+
+
+def env_optional(name: str) -> str | None:
+    """Return the variable ``name``, or None when it is unset (an empty value counts as set)."""
+    return os.environ.get(name)
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     """Return a comma-separated variable as a list without blanks."""
     value = os.environ.get(name)

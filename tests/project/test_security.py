@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bellwether.security import POLICY
+from bellwether.security import POLICY, build_policy
 from tests.news.factories import make_article
 
 pytestmark = pytest.mark.django_db
@@ -14,8 +14,13 @@ INLINE_SCRIPT = re.compile(r"<script(?![^>]*\b(?:src=|type=\"application/json\")
 INLINE_STYLE = re.compile(r"<style\b|\sstyle=", re.I)
 
 
-def test_public_pages_carry_the_policy_and_admin_does_not(client, home, admin_user):
-    """Public pages forbid inline and foreign scripts; Wagtail's admin keeps its own scripts working."""
+def test_public_pages_carry_the_policy_and_admin_does_not(client, home, admin_user, settings):
+    """Public pages forbid inline and foreign scripts; Wagtail's admin keeps its own scripts working.
+
+    With the live streams on this same origin the policy is POLICY; tests/live/test_serving.py
+    checks the connect-src a separate live port adds.
+    """
+    settings.LIVE_URL, settings.LIVE_PORT = None, 0
     response = client.get("/")
     assert response["Content-Security-Policy"] == POLICY
     assert "script-src 'self'" in POLICY and "unsafe-inline" not in POLICY and "unsafe-eval" not in POLICY
@@ -24,12 +29,13 @@ def test_public_pages_carry_the_policy_and_admin_does_not(client, home, admin_us
 
 
 def test_cached_pages_keep_the_policy(client, home, settings):
-    """A page served from the public page cache still carries the header."""
+    """A page served from the public page cache still carries the header, built for this request's live origin."""
     settings.PAGE_CACHE_TTL_S = 60
+    settings.LIVE_URL, settings.LIVE_PORT = None, 8001
     client.get("/")
     again = client.get("/")
     assert again["X-Page-Cache"] == "hit"
-    assert again["Content-Security-Policy"] == POLICY
+    assert again["Content-Security-Policy"] == build_policy(connect_origin="http://testserver:8001")
 
 
 PAGES = [
