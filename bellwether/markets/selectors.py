@@ -699,3 +699,8 @@ def section_market_rows(*, section_id: int, limit: int = 5, now=None) -> tuple[S
     ids = list(qs.order_by("-volume_micro", "-id").values_list("pk", flat=True)[: limit + 1])
     total = len(ids) if len(ids) <= limit else qs.count()
     return section, market_rows(ids[:limit], now=now), total
+
+
+def latest_trade_id() -> int:
+    """Return the id of the newest trade (0 before the first): a version number for every price on the site."""
+    return Trade.objects.order_by("-id").values_list("id", flat=True).first() or 0

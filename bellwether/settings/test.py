@@ -8,6 +8,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Tests check fresh content straight after writing it.
 PAGE_CACHE_TTL_S = 0
+PANEL_CACHE_TTL_S = 0
 WHITENOISE_AUTOREFRESH = True
 
 # One test database per test run (by process id), so two runs on one machine

@@ -1,14 +1,19 @@
 """The markets index and the market panels that news pages load beside their stories.
 
-Every view here shows live prices, so none is cached. The panels are HTML
-fragments that news pages fetch after loading (htmx, ``hx-trigger="load"``):
-the story itself stays in the public page cache while its odds stay fresh.
+Every view here shows live prices, so no response is cacheable by browsers or
+the page cache. The panels are HTML fragments that news pages fetch after
+loading (htmx, ``hx-trigger="load"``): the story itself stays in the public
+page cache while its odds stay fresh. Panels are the same for every reader
+and are fetched on every story view, so each process keeps a rendered panel
+under the newest trade's id: the first trade after it makes a new one.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -119,30 +124,48 @@ def market_index(request):
     return response
 
 
-def _fragment(template_name: str, context: dict) -> HttpResponse:
-    """Return a panel fragment; an empty panel is just its comment, so the container's :empty rule hides it."""
-    return HttpResponse(render_to_string(template_name, context).strip())
+def _fragment(name: str, build) -> HttpResponse:
+    """Return a panel fragment, rendered by ``build()`` unless this process rendered it since the last trade.
+
+    An empty panel is just its comment, so the container's :empty rule hides it.
+    """
+    ttl = settings.PANEL_CACHE_TTL_S
+    if ttl <= 0:
+        return HttpResponse(build().strip())
+    key = f"panel:{name}:{selectors.latest_trade_id()}"
+    html = cache.get(key)
+    if html is None:
+        html = build().strip()
+        cache.set(key, html, ttl)
+    return HttpResponse(html)
 
 
 @require_GET
 @never_cache
 def home_strip(request):
     """Return the front page's live-markets strip: most active and biggest movers."""
-    return _fragment("markets/panels/home_strip.html", selectors.home_strip_rows())
+    return _fragment("home", lambda: render_to_string("markets/panels/home_strip.html", selectors.home_strip_rows()))
 
 
 @require_GET
 @never_cache
 def article_panel(request, article_id: int):
     """Return the markets on one published story, with their move since it was published."""
-    rows = selectors.article_market_rows(article_id=article_id)
-    return _fragment("markets/panels/article.html", {"rows": rows})
+
+    def build() -> str:
+        return render_to_string("markets/panels/article.html", {"rows": selectors.article_market_rows(article_id=article_id)})
+
+    return _fragment(f"article:{article_id}", build)
 
 
 @require_GET
 @never_cache
 def section_panel(request, section_id: int):
     """Return the busiest trading markets linked to stories in one section and its subsections."""
-    section, rows, total = selectors.section_market_rows(section_id=section_id)
-    index_url = _index_url(section=section.slug) if section else ""
-    return _fragment("markets/panels/section.html", {"section": section, "rows": rows, "total": total, "index_url": index_url})
+
+    def build() -> str:
+        section, rows, total = selectors.section_market_rows(section_id=section_id)
+        index_url = _index_url(section=section.slug) if section else ""
+        return render_to_string("markets/panels/section.html", {"section": section, "rows": rows, "total": total, "index_url": index_url})
+
+    return _fragment(f"section:{section_id}", build)
