@@ -99,6 +99,10 @@ CACHES = {
 # PAGE_CACHE_CHECK_S seconds regardless of this value.
 PAGE_CACHE_TTL_S = env_int("PAGE_CACHE_TTL_S", 300)
 PAGE_CACHE_CHECK_S = 1.0
+# Seconds a market panel fragment (home strip, article and section panels) is
+# reused. Its key holds the newest trade's id, so any trade refreshes it at
+# once; the time limit only bounds how long a resolution or new link waits.
+PANEL_CACHE_TTL_S = env_int("PANEL_CACHE_TTL_S", 10)
 
 # Argon2id for new and upgraded passwords; the others only verify old hashes.
 PASSWORD_HASHERS = [
