@@ -6,7 +6,8 @@
  * vertical line per linked article whose headline shows when the cursor is
  * near it. The range links are real links; here they re-fetch in place.
  * After a trade the ticket's response fires "bellwether:traded" and the
- * chart reloads. No inline script or style attribute is used: sizes and
+ * chart reloads. Live trades (live.js) append points in place through
+ * window.BellwetherChart.addPoint(slug, unixSeconds, {outcome: "0.52", ...}). No inline script or style attribute is used: sizes and
  * positions are set through element.style, which the CSP allows.
  */
 (function () {
@@ -43,11 +44,14 @@
     this.empty = document.getElementById("chart-empty");
     this.article = document.getElementById("chart-article");
     this.request = 0;
+    this.data = null;
+    this.pending = [];  // live points that arrived while data was loading
   }
 
   Chart.prototype.load = function () {
     var self = this;
     var ticket = ++this.request;
+    this.loading = true;
     var url = this.src + "?range=" + encodeURIComponent(this.range);
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
@@ -55,15 +59,22 @@
         return response.json();
       })
       .then(function (data) {
-        if (ticket === self.request) self.draw(data);
+        if (ticket !== self.request) return;
+        self.loading = false;
+        self.draw(data);
+        var pending = self.pending;
+        self.pending = [];
+        pending.forEach(function (point) { self.addPoint(point.t, point.probabilities); });
       })
       .catch(function (error) {
+        if (ticket === self.request) self.loading = false;
         if (window.console) console.warn(error);
       });
   };
 
   Chart.prototype.draw = function (data) {
     var self = this;
+    this.data = data;
     this.markers = data.markers || [];
     if (this.empty) this.empty.hidden = !data.empty;
     if (this.article) this.article.hidden = true;
@@ -104,6 +115,33 @@
     };
     if (this.plot) this.plot.destroy();
     this.plot = new uPlot(opts, columns, this.el);
+  };
+
+  /* Append the prices after a live trade at ``t`` (unix seconds). Trades
+     arrive in commit order, so their prices are the newest; one timed at or
+     before the last point (the "now" point the server ends the series with,
+     or a trade the loaded data already holds) sets that last point instead. */
+  Chart.prototype.addPoint = function (t, probabilities) {
+    if (this.loading || !this.data || !this.plot) {
+      this.pending.push({ t: t, probabilities: probabilities });
+      return;
+    }
+    var data = this.data;
+    var times = data.t;
+    var last = times.length ? times[times.length - 1] : -Infinity;
+    var values = data.outcomes.map(function (outcome) { return parseFloat(probabilities[outcome.slug]); });
+    if (values.some(isNaN)) return;
+    if (t <= last) {
+      values.forEach(function (v, i) { data.series[i][times.length - 1] = v; });
+    } else {
+      times.push(t);
+      values.forEach(function (v, i) { data.series[i].push(v); });
+    }
+    data.empty = false;
+    if (this.empty) this.empty.hidden = true;
+    this.plot.setData([times].concat(data.series.map(function (s) {
+      return s.map(function (p) { return p * 100; });
+    })));
   };
 
   Chart.prototype.drawMarkers = function (u) {
@@ -189,6 +227,14 @@
     var el = document.getElementById("market-chart");
     if (!el || typeof window.uPlot === "undefined") return;
     var chart = new Chart(el);
+    var slug = (el.closest("[data-market]") || el).getAttribute("data-market");
+    window.BellwetherChart = {
+      chart: chart,
+      addPoint: function (market, t, probabilities) {
+        if (market && slug && market !== slug) return;
+        chart.addPoint(t, probabilities);
+      }
+    };
     bindRanges(chart);
     chart.load();
     if (window.ResizeObserver) {
