@@ -297,7 +297,7 @@ def test_controls_are_real_links_enhanced_with_htmx(client, board):
     assert '<a href="/markets/?tab=closing&amp;section=politics" hx-get="/markets/?tab=closing&amp;section=politics" hx-target="#market-list" hx-push-url="true">Closing soon</a>' in html
     assert '<a href="/markets/?sort=move&amp;section=politics" hx-get="/markets/?sort=move&amp;section=politics" hx-target="#market-list" hx-push-url="true">Biggest move</a>' in html
     assert '<form id="market-filters" class="mi-filters" method="get" action="/markets/" hx-get="/markets/" hx-target="#market-list" hx-push-url="true" hx-trigger="change, submit">' in html
-    assert '<div id="market-list" class="mi-results" aria-live="polite">' in html
+    assert '<div id="market-list" class="mi-results" aria-live="polite" data-last-trade="' in html
     assert '<option value="politics" selected>Politics</option>' in html
 
 
@@ -425,13 +425,13 @@ def test_article_panel_settled_market_has_no_trade_button(client, story_market):
 
 @pytest.mark.parametrize("count", [1, 5])
 def test_article_panel_query_count_is_constant(client, home, trader, count, django_assert_num_queries):
-    """One market or five on a story: four queries (links, markets with prices, outcomes, the week's trades)."""
+    """One market or five on a story: five queries (the newest trade id, links, markets with prices, outcomes, the week's trades)."""
     article = make_article(headline="Busy story", published_at=timezone.now() - 3 * DAYS)
     for n in range(count):
         market = new_market(f"Busy question {n}?", articles=[article])
         trade(trader, market, "yes", 5 + n, ago=2 * DAYS)
         trade(trader, market, "no", 2, ago=HOURS)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         html = client.get(f"/markets/panels/article/{article.pk}/").content.decode()
     assert len(PANEL_QUESTION.findall(html)) == count
 

@@ -100,6 +100,7 @@ def market_index(request):
     sort = params["sort"] or selectors.TAB_DEFAULT_SORT[params["tab"]]
     page = index.page
     context = {
+        "last_trade_id": selectors.latest_trade_id(),  # read first: the live stream resumes from it
         "params": params,
         "sort": sort,
         "index": index,
@@ -125,17 +126,20 @@ def market_index(request):
 
 
 def _fragment(name: str, build) -> HttpResponse:
-    """Return a panel fragment, rendered by ``build()`` unless this process rendered it since the last trade.
+    """Return a panel fragment, rendered by ``build(latest trade id)`` unless this process rendered it since the last trade.
 
     An empty panel is just its comment, so the container's :empty rule hides it.
+    The panel carries the newest trade's id it reflects, so the live stream
+    (static/js/live.js) resumes from there and misses nothing.
     """
+    latest = selectors.latest_trade_id()
     ttl = settings.PANEL_CACHE_TTL_S
     if ttl <= 0:
-        return HttpResponse(build().strip())
-    key = f"panel:{name}:{selectors.latest_trade_id()}"
+        return HttpResponse(build(latest).strip())
+    key = f"panel:{name}:{latest}"
     html = cache.get(key)
     if html is None:
-        html = build().strip()
+        html = build(latest).strip()
         cache.set(key, html, ttl)
     return HttpResponse(html)
 
@@ -144,7 +148,7 @@ def _fragment(name: str, build) -> HttpResponse:
 @never_cache
 def home_strip(request):
     """Return the front page's live-markets strip: most active and biggest movers."""
-    return _fragment("home", lambda: render_to_string("markets/panels/home_strip.html", selectors.home_strip_rows()))
+    return _fragment("home", lambda latest: render_to_string("markets/panels/home_strip.html", {**selectors.home_strip_rows(), "last_trade_id": latest}))
 
 
 @require_GET
@@ -152,8 +156,9 @@ def home_strip(request):
 def article_panel(request, article_id: int):
     """Return the markets on one published story, with their move since it was published."""
 
-    def build() -> str:
-        return render_to_string("markets/panels/article.html", {"rows": selectors.article_market_rows(article_id=article_id)})
+    def build(latest: int) -> str:
+        rows = selectors.article_market_rows(article_id=article_id)
+        return render_to_string("markets/panels/article.html", {"rows": rows, "last_trade_id": latest})
 
     return _fragment(f"article:{article_id}", build)
 
@@ -163,9 +168,10 @@ def article_panel(request, article_id: int):
 def section_panel(request, section_id: int):
     """Return the busiest trading markets linked to stories in one section and its subsections."""
 
-    def build() -> str:
+    def build(latest: int) -> str:
         section, rows, total = selectors.section_market_rows(section_id=section_id)
         index_url = _index_url(section=section.slug) if section else ""
-        return render_to_string("markets/panels/section.html", {"section": section, "rows": rows, "total": total, "index_url": index_url})
+        context = {"section": section, "rows": rows, "total": total, "index_url": index_url, "last_trade_id": latest}
+        return render_to_string("markets/panels/section.html", context)
 
     return _fragment(f"section:{section_id}", build)

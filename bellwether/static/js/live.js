@@ -457,7 +457,12 @@
       // the stream is not missed (0: every trade of a market with none yet).
       stream = new Stream("/live/markets/" + encodeURIComponent(slug) + "/", newest);
     } else if (document.querySelector(ROW_PROBABILITY.split(", ").map(function (s) { return "[data-market][data-outcome] " + s; }).join(", "))) {
-      stream = new Stream("/live/markets/", null);
+      // Lists and panels say which trade they were drawn after; resume from
+      // the oldest of them so a trade between drawing and connecting shows.
+      var marks = Array.prototype.map.call(document.querySelectorAll("[data-last-trade]"), function (el) {
+        return parseInt(el.getAttribute("data-last-trade"), 10);
+      }).filter(function (n) { return !isNaN(n); });
+      stream = new Stream("/live/markets/", marks.length ? Math.min.apply(null, marks) : null);
     } else {
       return;
     }
