@@ -13,7 +13,8 @@ Usage: bellwether COMMAND [options]      (bellwether COMMAND --help for details)
 Getting started
   demo          migrate, load the demo newsroom, create the demo editor, serve it
                 with simulated traders (--traders N, 0 for none; DEMO_TRADERS)
-  serve         serve the site on http://127.0.0.1:8000 (--host, --port, --workers)
+  serve         serve the pages on http://127.0.0.1:8000 and the live price streams on the
+                next port (--host, --port, --live-port, --workers)
 
 Content
   ingest        import articles from .txt/.md/.html files, folders, RSS/Atom feeds or URLs
