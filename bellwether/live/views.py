@@ -26,7 +26,7 @@ from django.db import close_old_connections
 from django.http import HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 
 from . import selectors
-from .hub import CLOSED, RecentIds, get_hub, make_message, run_db
+from .hub import CLOSED, get_hub, make_message, run_db
 
 RETRY = b"retry: 2000\n\n"
 PING = b": ping\n\n"
@@ -96,10 +96,15 @@ async def live_events(*, market: str | None, after_id: int | None):
     subscription = await hub.subscribe(market=market)
     try:
         yield RETRY
-        sent = RecentIds(4096)
+        # The hub never repeats a live event, so a repeat can only be a
+        # replayed trade that also arrived live: remember just the replayed
+        # ids, each until its live copy is skipped (a set of at most the
+        # replay's size, instead of every id a long-lived stream has sent).
+        replayed: set[int] = set()
         if after_id is not None:
             for event in await run_db(selectors.trade_events_after, after_id=after_id, market_slug=market):
-                if sent.add(event["trade_id"]):
+                if event["trade_id"] not in replayed:
+                    replayed.add(event["trade_id"])
                     yield make_message(event).frame
         heartbeat_s = settings.LIVE_HEARTBEAT_S
         while True:
@@ -111,8 +116,10 @@ async def live_events(*, market: str | None, after_id: int | None):
                 continue
             if message is CLOSED:
                 return  # too slow to keep up: the client reconnects and resumes
-            if sent.add(message.trade_id):
-                yield message.frame
+            if message.trade_id in replayed:
+                replayed.discard(message.trade_id)
+                continue
+            yield message.frame
     finally:
         hub.unsubscribe(subscription)
 
