@@ -18,6 +18,9 @@ INSTALLED_APPS = [
     "bellwether.markets",
     "bellwether.accounts",
     "bellwether.live",
+    "bellwether.highlights",
+    "django_tasks",
+    "django_tasks_db",
     "allauth",
     "allauth.account",
     "wagtail.contrib.redirects",
@@ -215,3 +218,16 @@ LIVE_HEARTBEAT_S = env_float("LIVE_HEARTBEAT_S", 15.0)
 
 # Simulated traders that `bellwether demo` may start.
 DEMO_TRADERS = env_int("DEMO_TRADERS", 3)
+
+# Background work: Django's task API (django-tasks) stored in the database,
+# run by `bellwether worker`.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# The weekly highlights email: when the worker builds and sends it, in which
+# time zone, and how many messages go over one SMTP connection.
+HIGHLIGHTS_WEEKDAY = env_int("HIGHLIGHTS_WEEKDAY", 4)  # Monday = 0: Friday
+HIGHLIGHTS_TIME = env_str("HIGHLIGHTS_TIME", "07:00")
+HIGHLIGHTS_TIME_ZONE = env_str("HIGHLIGHTS_TIME_ZONE", "UTC")
+HIGHLIGHTS_BATCH_SIZE = env_int("HIGHLIGHTS_BATCH_SIZE", 200)
+# How long a subscription confirmation link stays valid.
+HIGHLIGHTS_CONFIRM_MAX_AGE_S = env_int("HIGHLIGHTS_CONFIRM_MAX_AGE_S", 3 * 24 * 3600)
