@@ -23,6 +23,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Leave tests marked ``postgres`` out of the SQLite pass (deselected, not skipped: they run in the PostgreSQL pass)."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        return
+    dropped = [item for item in items if item.get_closest_marker("postgres")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+
+
 def pytest_report_header(config):
     from django.conf import settings
 

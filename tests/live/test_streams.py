@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 
 import pytest
+from django.db import connection
 from django.test import AsyncClient
 
 from bellwether.live import hub as live_hub
@@ -188,19 +190,33 @@ def test_a_client_that_disconnects_is_unsubscribed(ana):
 
 def test_under_wsgi_a_stream_polls_for_a_while_and_ends(ana, announced, client, settings):
     """Under WSGI the view streams synchronously: replay, trades found by polling, then the end (the browser reconnects)."""
-    from bellwether.live.views import polled_events
 
-    settings.LIVE_POLL_S = 0.05
-    market = new_market()
-    first, second = buy(ana, market), buy(ana, market)
-    response = client.get(f"/live/markets/{market.slug}/?since={first}")
-    assert response.status_code == 200 and response.streaming and not response.is_async
-    response.close()
-    frames, thread = [], None
-    for frame in polled_events(market=market.slug, after_id=first, duration_s=1.0):
-        frames.append(frame)
-        if len(frames) == 2:
-            thread = trade_in_thread(ana, market, "no")  # found by the next poll
-    thread.join()
-    assert [parse(f).get("id") for f in frames] == [None, str(second), str(announced[2]["trade_id"])]
-    assert frames[1] == f"id: {second}\nevent: trade\ndata: ".encode() + json.dumps(announced[1], separators=(",", ":")).encode() + b"\n\n"
+    def body():
+        from bellwether.live.views import polled_events
+
+        settings.LIVE_POLL_S = 0.05
+        market = new_market()
+        first, second = buy(ana, market), buy(ana, market)
+        response = client.get(f"/live/markets/{market.slug}/?since={first}")
+        assert response.status_code == 200 and response.streaming and not response.is_async
+        response.close()
+        frames, thread = [], None
+        for frame in polled_events(market=market.slug, after_id=first, duration_s=1.0):
+            frames.append(frame)
+            if len(frames) == 2:
+                thread = trade_in_thread(ana, market, "no")  # found by the next poll
+        thread.join()
+        assert [parse(f).get("id") for f in frames] == [None, str(second), str(announced[2]["trade_id"])]
+        assert frames[1] == f"id: {second}\nevent: trade\ndata: ".encode() + json.dumps(announced[1], separators=(",", ":")).encode() + b"\n\n"
+
+    # In a thread of its own: a session-wide Playwright browser leaves an
+    # event loop marked as running in the main thread, which Django's
+    # test client then refuses to run its sync-to-async bridge under.
+    def closing():
+        try:
+            body()
+        finally:
+            connection.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(closing).result()
