@@ -20,6 +20,7 @@ urlpatterns = [
     path("accounts/", include("bellwether.accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("", include("bellwether.markets.urls")),
+    path("", include("bellwether.highlights.urls")),
     path("", include("bellwether.news.urls")),
     # Wagtail serves every page of the tree; it must come last.
     path("", include(wagtail_urls)),
