@@ -66,11 +66,28 @@ class Desk(_NamedSlugged):
 
 @register_snippet
 class Person(_NamedSlugged):
-    """A reporter or contributor who appears in bylines."""
+    """A reporter or contributor who appears in bylines.
+
+    An expert is a person with ``is_expert`` set: their author page is their
+    profile (credentials, photo, every piece), and an expert insight names
+    them as its first expert in the byline.
+    """
 
     role = models.CharField(max_length=120, blank=True, help_text="E.g. 'Diplomatic correspondent'.")
+    credentials = models.CharField(
+        max_length=250, blank=True, help_text="Shown beside an expert's name, e.g. 'Professor of Political Science, ...'."
+    )
+    photo = models.ForeignKey(
+        "wagtailimages.Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    is_expert = models.BooleanField(
+        default=False, help_text="An outside expert: expert insights name them, and their forecasts show on markets."
+    )
 
-    panels = _NamedSlugged.panels + [FieldPanel("role")]
+    panels = _NamedSlugged.panels + [
+        FieldPanel("role"),
+        MultiFieldPanel([FieldPanel("is_expert"), FieldPanel("credentials"), FieldPanel("photo")], heading="Expert profile"),
+    ]
 
     class Meta(_NamedSlugged.Meta):
         verbose_name_plural = "people"
@@ -153,8 +170,19 @@ BODY_BLOCKS = [
 
 
 class ArticlePage(Page):
-    """One story: headline (the page title), standfirst, body and byline."""
+    """One story: headline (the page title), standfirst, body and byline.
 
+    An expert insight's expert is the first expert in its byline (see
+    ``expert``); the forecasts it states are stored raw in
+    ``stated_forecasts`` until ``markets`` turns them into rows.
+    """
+
+    class Kind(models.TextChoices):
+        NEWS = "news", "News"
+        ANALYSIS = "analysis", "Analysis"
+        INSIGHT = "insight", "Expert insight"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.NEWS, db_index=True)
     dek = models.TextField("standfirst", blank=True, help_text="One or two sentences under the headline.")
     body = StreamField(BODY_BLOCKS, blank=True)
     authors = ParentalManyToManyField("news.Person", blank=True, related_name="articles")
@@ -172,6 +200,9 @@ class ArticlePage(Page):
     canonical_url = models.URLField(max_length=500, blank=True)
     # Identity of an ingested item across runs, so a re-ingest updates it.
     source_key = models.CharField(max_length=500, null=True, blank=True, unique=True, editable=False)
+    # Forecasts as written in the source ([{"question", "outcome", "probability"}]);
+    # markets.services.record_stated_forecasts turns them into ExpertForecast rows.
+    stated_forecasts = models.JSONField(default=list, blank=True, editable=False)
 
     search_fields = Page.search_fields + [
         index.SearchField("dek"),
@@ -181,6 +212,7 @@ class ArticlePage(Page):
     ]
 
     content_panels = Page.content_panels + [
+        FieldPanel("kind"),
         FieldPanel("dek"),
         FieldPanel("body"),
         MultiFieldPanel(
@@ -213,6 +245,22 @@ class ArticlePage(Page):
             if block.block_type == "paragraph":
                 return Truncator(strip_tags(block.value.source)).words(SUMMARY_WORDS)
         return ""
+
+    @property
+    def is_insight(self) -> bool:
+        return self.kind == self.Kind.INSIGHT
+
+    @property
+    def expert(self) -> Person | None:
+        """Return the expert behind an insight: the first byline person marked as an expert, else the first byline person.
+
+        None for news and analysis. Reads ``authors.all()``, so a prefetched
+        byline costs no query.
+        """
+        if self.kind != self.Kind.INSIGHT:
+            return None
+        people = list(self.authors.all())
+        return next((p for p in people if p.is_expert), people[0] if people else None)
 
     @property
     def dateline(self):

@@ -171,7 +171,12 @@ def upsert_article(*, item: ParsedArticle, default_section: tuple[str, ...] = ("
                 article = ArticlePage.objects.get(pk=article.pk)
             _apply_fields(article, item)
         # Cluster relations live on the instance until the revision publishes them.
-        article.authors.set([_named(Person, name) for name in item.authors if name.strip()])
+        names = [name for name in item.authors if name.strip()]
+        if item.expert.strip() and not any(n.strip().lower() == item.expert.strip().lower() for n in names):
+            names.insert(0, item.expert)
+        article.authors.set([_named(Person, name) for name in names])
+        if item.expert.strip():
+            mark_expert(name=item.expert, credentials=item.credentials)
         article.tags.set([t.strip() for t in item.tags if t.strip()])
         article.save_revision().publish()
     return article, created
@@ -189,6 +194,20 @@ def _apply_fields(article: ArticlePage, item: ParsedArticle) -> None:
     article.canonical_url = item.canonical_url[:500]
     article.published_at = item.published_at or article.published_at
     article.updated_at = item.updated_at
+    article.kind = item.kind if item.kind in ArticlePage.Kind.values else ArticlePage.Kind.NEWS
+    article.stated_forecasts = [dict(f) for f in item.forecasts]
+
+
+def mark_expert(*, name: str, credentials: str = "") -> Person:
+    """Mark the person called ``name`` as an expert (creating them if new) and set their credentials if given."""
+    person = _named(Person, name)
+    changes = {"is_expert": True}
+    if credentials.strip():
+        changes["credentials"] = " ".join(credentials.split())[:250]
+    Person.objects.filter(pk=person.pk).update(**changes)
+    for field_name, value in changes.items():
+        setattr(person, field_name, value)
+    return person
 
 
 @dataclass

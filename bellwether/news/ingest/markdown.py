@@ -14,6 +14,11 @@
     updated: 2026-11-17T08:00:00Z
     source_outlet: ""
     canonical_url: ""
+    kind: insight                        # news (default) | analysis | insight
+    expert: "Dr. Jane Roe"               # an insight's expert; joins the byline
+    credentials: "Professor of ..."      # shown beside the expert's name
+    forecasts:                           # probabilities the insight states
+      - {question: "Will ...?", outcome: yes, probability: 0.3}   # or "30%"
     ---
     Body in Markdown; ``## Subheadings`` become headings, ``> quotes`` quotes.
 """
@@ -28,7 +33,7 @@ import yaml
 from dateutil import parser as dateparser
 
 from .html_blocks import html_to_blocks
-from .types import ParsedArticle, ParseError
+from .types import ARTICLE_KINDS, ParsedArticle, ParseError
 
 _FRONT = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*\r?\n?(.*)\Z", re.S)
 
@@ -72,7 +77,54 @@ def parse_markdown(text: str, *, source_key: str) -> ParsedArticle:
         source_outlet=_text(meta.get("source_outlet")),
         canonical_url=_text(meta.get("canonical_url")),
         slug=_text(meta.get("slug")),
+        kind=_kind(meta.get("kind")),
+        expert=_text(meta.get("expert")),
+        credentials=_text(meta.get("credentials")),
+        forecasts=tuple(_forecast(entry) for entry in _as_list_of_items(meta.get("forecasts"), "forecasts")),
     )
+
+
+_KIND_ALIASES = {"expert insight": "insight", "expert-insight": "insight"}
+
+
+def _kind(value) -> str:
+    kind = _text(value).lower() or "news"
+    kind = _KIND_ALIASES.get(kind, kind)
+    if kind not in ARTICLE_KINDS:
+        raise ParseError(f"'kind' must be one of {', '.join(ARTICLE_KINDS)}, not {value!r}")
+    return kind
+
+
+def _as_list_of_items(value, key: str) -> list:
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        raise ParseError(f"'{key}' must be a list")
+    return value
+
+
+def _forecast(entry) -> dict:
+    """Return one stated forecast as plain data, or raise ParseError saying what is wrong."""
+    if not isinstance(entry, dict):
+        raise ParseError("each forecast must be a mapping with 'question', 'outcome' and 'probability'")
+    question = _text(entry.get("question") or entry.get("market"))
+    if not question:
+        raise ParseError("a forecast has no 'question' (the market's question or slug)")
+    raw = entry.get("probability")
+    try:
+        if isinstance(raw, str) and raw.strip().endswith("%"):
+            probability = float(raw.strip()[:-1]) / 100
+        else:
+            probability = float(raw)
+    except (TypeError, ValueError):
+        raise ParseError(f"forecast probability is not a number: {raw!r}") from None
+    if not 0 < probability < 1:
+        raise ParseError(f"forecast probability must be between 0 and 1 (exclusive), not {raw!r}")
+    outcome = entry.get("outcome", "yes")
+    # YAML reads a bare yes/no as a boolean.
+    if isinstance(outcome, bool):
+        outcome = "yes" if outcome else "no"
+    return {"question": question, "outcome": _text(outcome).lower() or "yes", "probability": probability}
 
 
 def _text(value) -> str:

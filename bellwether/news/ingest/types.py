@@ -33,6 +33,11 @@ class ParsedArticle:
     canonical URL, a file name) so ingesting it again updates, not
     duplicates. ``section_path`` is the breadcrumb, outermost first:
     ("Politics", "Diplomacy", "Bilateral Relations").
+
+    ``kind`` is one of ``ARTICLE_KINDS``. An insight names its ``expert``
+    (added to the byline) with their ``credentials``; ``forecasts`` are the
+    probabilities it states, each ``{"question": market question or slug,
+    "outcome": slug, "probability": float in (0, 1)}``.
     """
 
     source_key: str
@@ -50,6 +55,13 @@ class ParsedArticle:
     source_outlet: str = ""
     canonical_url: str = ""
     slug: str = ""
+    kind: str = "news"
+    expert: str = ""
+    credentials: str = ""
+    forecasts: tuple[dict, ...] = ()
+
+
+ARTICLE_KINDS = ("news", "analysis", "insight")
 
 
 class ParseError(ValueError):
