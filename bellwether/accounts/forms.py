@@ -17,9 +17,8 @@ class TokenCreateForm(forms.Form):
 
 
 class EmailPreferencesForm(forms.Form):
-    weekly_highlights = forms.BooleanField(
-        required=False, label="Weekly highlights", help_text="The week’s top stories and the markets that moved, every week."
-    )
+    # The weekly highlights are not here: their one source of truth is the
+    # highlights Subscriber row, switched from the sign-up box on this page.
     market_resolutions = forms.BooleanField(
         required=False, label="Market results", help_text="A note when a market you hold shares in is resolved."
     )

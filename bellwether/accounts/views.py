@@ -42,7 +42,7 @@ def _page_context(request, **extra) -> dict:
         "token_form": TokenCreateForm(),
         "preferences": preferences,
         "preferences_form": EmailPreferencesForm(
-            initial={"weekly_highlights": preferences.weekly_highlights, "market_resolutions": preferences.market_resolutions}
+            initial={"market_resolutions": preferences.market_resolutions}
         ),
     }
     context.update(extra)
