@@ -219,9 +219,15 @@ LIVE_HEARTBEAT_S = env_float("LIVE_HEARTBEAT_S", 15.0)
 # Simulated traders that `bellwether demo` may start.
 DEMO_TRADERS = env_int("DEMO_TRADERS", 3)
 
-# Background work: Django's task API (django-tasks) stored in the database,
+# Background work: Django's task API (django-tasks). Wagtail enqueues its own
+# small jobs (search index and reference updates) on the default backend;
+# they stay immediate, as before, so an edit is searchable at once. The
+# weekly highlights run on the "worker" backend: stored in the database and
 # run by `bellwether worker`.
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+TASKS = {
+    "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+    "worker": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+}
 
 # The weekly highlights email: when the worker builds and sends it, in which
 # time zone, and how many messages go over one SMTP connection.
