@@ -24,8 +24,9 @@ def load_demo_markets(*, content_dir: Path, seed: int = 7) -> int:
     """Create a market for each question in the demo articles' front matter, linked to its article.
 
     Runs again harmlessly: existing markets (same question) are linked, not
-    duplicated, and only new markets get simulated trades. Returns how many
-    markets were created.
+    duplicated, and only new markets get simulated trades. Forecasts an
+    expert insight states in its front matter are recorded on its markets.
+    Returns how many markets were created.
     """
     rng = random.Random(seed)
     traders = [_trader(name) for name in DEMO_TRADERS]
@@ -51,6 +52,9 @@ def load_demo_markets(*, content_dir: Path, seed: int = 7) -> int:
                 opened_at = _backdate_opening(market=market, published_at=article.published_at)
                 _simulate(market=market, traders=traders, rng=rng, since=opened_at)
             services.link_article(market=market, article=article)
+        # After the links: a forecast is recorded only on a market linked to its insight.
+        if article.stated_forecasts:
+            services.record_stated_forecasts(article=article)
     return created
 
 

@@ -156,3 +156,32 @@ class MarketArticle(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["market", "article"], name="market_article_unique")]
+
+
+class ExpertForecast(models.Model):
+    """A probability an expert stated for one outcome, in an insight linked to the market.
+
+    Written only through ``services.record_expert_forecast``, which checks
+    the market is linked to the article and the outcome belongs to the market.
+    """
+
+    expert = models.ForeignKey("news.Person", on_delete=models.CASCADE, related_name="forecasts")
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="expert_forecasts")
+    outcome = models.ForeignKey(Outcome, on_delete=models.CASCADE, related_name="expert_forecasts")
+    probability = models.FloatField(help_text="Between 0 and 1, exclusive: 0.3 for '30%'.")
+    stated_at = models.DateTimeField(help_text="When the expert said it: the insight's publication time unless given.")
+    article = models.ForeignKey("news.ArticlePage", on_delete=models.CASCADE, related_name="expert_forecasts")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-stated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["article", "market", "outcome"], name="expert_forecast_unique"),
+            models.CheckConstraint(
+                condition=Q(probability__gt=0) & Q(probability__lt=1), name="expert_forecast_probability_open_unit"
+            ),
+        ]
+        indexes = [models.Index(fields=["market", "-stated_at"], name="expert_forecast_market_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.expert}: {self.outcome} at {self.probability:.0%}"

@@ -20,7 +20,7 @@ from bellwether.news.models import ArticlePage, Region, SectionPage
 
 from . import lmsr
 from .exceptions import MarketNotFound
-from .models import Market, MarketArticle, Outcome, Position, Trade
+from .models import ExpertForecast, Market, MarketArticle, Outcome, Position, Trade
 
 
 STATUS_FILTERS = ("open", "closed", "resolved", "cancelled")
@@ -704,3 +704,33 @@ def section_market_rows(*, section_id: int, limit: int = 5, now=None) -> tuple[S
 def latest_trade_id() -> int:
     """Return the id of the newest trade (0 before the first): a version number for every price on the site."""
     return Trade.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def market_expert_forecasts(*, market: Market) -> list[dict]:
+    """Return the forecasts experts stated on ``market`` in live insights, newest first, beside each outcome's price now.
+
+    One query: expert, insight and outcome come joined; the prices come from
+    ``market.outcomes`` (prefetched by ``market_for_page``).
+    """
+    outcomes = list(market.outcomes.all())
+    prices = dict(zip((o.pk for o in outcomes), lmsr.prices_after_micro([o.shares_micro for o in outcomes], market.liquidity_b_micro)))
+    forecasts = (
+        ExpertForecast.objects.filter(market=market, article__live=True)
+        .select_related("expert", "article", "outcome")
+        .defer("article__body", "article__stated_forecasts")
+        .order_by("-stated_at", "-id")
+    )
+    rows = []
+    for forecast in forecasts:
+        price = prices.get(forecast.outcome_id)
+        rows.append({
+            "forecast": forecast,
+            "expert": forecast.expert,
+            "outcome": forecast.outcome,
+            "article": forecast.article,
+            "probability": forecast.probability,
+            "stated_at": forecast.stated_at,
+            "market_probability": price,
+            "difference": None if price is None else forecast.probability - price,
+        })
+    return rows

@@ -31,6 +31,7 @@ from . import lmsr
 from .events import announce_trade, trade_event
 from .exceptions import (
     IdempotencyConflict,
+    MarketError,
     InsufficientFunds,
     InvalidTrade,
     MarketClosed,
@@ -38,7 +39,7 @@ from .exceptions import (
     SlippageExceeded,
     StalePreview,
 )
-from .models import IdempotencyKey, Market, MarketArticle, Outcome, Position, Trade
+from .models import ExpertForecast, IdempotencyKey, Market, MarketArticle, Outcome, Position, Trade
 
 MICRO = lmsr.MICRO
 MAX_TRADE_MICRO = 10**9 * MICRO  # one billion credits or shares: beyond any sane trade
@@ -717,3 +718,83 @@ def preview_resolution(
         holders=holders, per_share_micro=per_share, total_micro=total, pool_micro=pool,
         returned_micro=max(pool - total, 0), cover_micro=max(total - pool, 0), trade_count=fresh.trade_count,
     )
+
+
+# --- expert forecasts -------------------------------------------------------
+
+
+class InvalidForecast(MarketError):
+    """An expert forecast that cannot be recorded; the message says why.
+
+    Defined here rather than in exceptions.py only because this change could
+    not touch that module; it belongs beside the other market errors.
+    """
+
+    code = "invalid"
+
+
+def record_expert_forecast(
+    *,
+    article,
+    market: Market,
+    outcome: Outcome | str,
+    probability: float | str,
+    expert=None,
+    stated_at: dt.datetime | None = None,
+) -> ExpertForecast:
+    """Record (or revise) the probability an insight states for one outcome of a linked market.
+
+    ``expert`` defaults to the insight's expert (``article.expert``);
+    ``stated_at`` to the article's publication time. One row per article,
+    market and outcome: recording again updates it.
+    """
+    try:
+        p = float(probability)
+    except (TypeError, ValueError):
+        raise InvalidForecast(f"probability is not a number: {probability!r}") from None
+    if not (0 < p < 1):  # also refuses NaN
+        raise InvalidForecast(f"probability must be between 0 and 1 (exclusive), got {probability!r}")
+    if not MarketArticle.objects.filter(market=market, article=article).exists():
+        raise InvalidForecast(f"market {market.slug!r} is not linked to the article {article.title!r}")
+    if isinstance(outcome, str):
+        found = Outcome.objects.filter(market=market, slug=outcome.strip().lower()).first()
+        if found is None:
+            raise InvalidForecast(f"market {market.slug!r} has no outcome {outcome!r}")
+        outcome = found
+    elif outcome.market_id != market.pk:
+        raise InvalidForecast(f"outcome {outcome.slug!r} belongs to another market")
+    expert = expert or getattr(article, "expert", None)
+    if expert is None:
+        raise InvalidForecast("no expert: the article is not an expert insight with a byline, and none was given")
+    when = stated_at or getattr(article, "published_at", None) or getattr(article, "first_published_at", None) or timezone.now()
+    with transaction.atomic():
+        forecast, _ = ExpertForecast.objects.update_or_create(
+            article=article, market=market, outcome=outcome,
+            defaults={"expert": expert, "probability": p, "stated_at": when},
+        )
+    return forecast
+
+
+def record_stated_forecasts(*, article) -> tuple[list[ExpertForecast], list[str]]:
+    """Turn the forecasts written in an insight's source (``article.stated_forecasts``) into rows.
+
+    Each names its market by question or slug. Returns the recorded
+    forecasts and one line per forecast that could not be recorded (unknown
+    market, market not linked, bad outcome or probability).
+    """
+    recorded: list[ExpertForecast] = []
+    problems: list[str] = []
+    for entry in article.stated_forecasts or []:
+        name = str(entry.get("question") or entry.get("market") or "").strip()
+        market = Market.objects.filter(question=name).first() or Market.objects.filter(slug=name).first()
+        if market is None:
+            problems.append(f"no market {name!r}")
+            continue
+        try:
+            recorded.append(record_expert_forecast(
+                article=article, market=market, outcome=str(entry.get("outcome") or "yes"),
+                probability=entry.get("probability"),
+            ))
+        except InvalidForecast as exc:
+            problems.append(str(exc))
+    return recorded, problems

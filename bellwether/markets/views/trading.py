@@ -68,6 +68,7 @@ def _page_context(request, market: Market, ticket: Ticket | None) -> dict:
         "trades": selectors.recent_trades(market=market),
         "holders": selectors.top_holders(market=market),
         "articles": selectors.linked_articles(market=market),
+        "expert_forecasts": selectors.market_expert_forecasts(market=market),
         "payouts": selectors.market_payouts(market=market) if settled else None,
         "resolution": _resolution(market) if settled else None,
         "ticket": ticket,
