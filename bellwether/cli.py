@@ -15,9 +15,14 @@ Getting started
                 with simulated traders (--traders N, 0 for none; DEMO_TRADERS)
   serve         serve the pages on http://127.0.0.1:8000 and the live price streams on the
                 next port (--host, --port, --live-port, --workers)
+  worker        run background tasks and send the weekly highlights on schedule
+                (HIGHLIGHTS_WEEKDAY, HIGHLIGHTS_TIME, HIGHLIGHTS_TIME_ZONE)
 
 Content
   ingest        import articles from .txt/.md/.html files, folders, RSS/Atom feeds or URLs
+  highlights build [--intro TEXT] [--pin KEY ...] [--drop KEY ...] | preview [--to FILE.html] | send
+                the weekly highlights email: freeze this week's issue, look at it, mail it
+                to the subscribers through EMAIL_HOST (progress bar; safe to re-run)
 
 Markets and money
   user create NAME [--role editor|resolver]

@@ -191,7 +191,7 @@ def recover_interrupted(*, issue: Issue) -> int:
     )
 
 
-def _start(issue: Issue) -> Issue:
+def start_sending(issue: Issue) -> Issue:
     """Move a built issue to ``sending`` and create its deliveries, in one transaction."""
     with transaction.atomic():
         issue = Issue.objects.select_for_update().get(pk=issue.pk)
@@ -203,6 +203,11 @@ def _start(issue: Issue) -> Issue:
             issue.send_started_at = timezone.now()
             issue.save(update_fields=["status", "send_started_at"])
     return issue
+
+
+def due_count(*, issue: Issue) -> int:
+    """Return how many deliveries of ``issue`` a send started now would handle."""
+    return _due(issue, timezone.now()).count()
 
 
 def _due(issue: Issue, now: datetime):
@@ -311,7 +316,7 @@ def send_issue(
     when none remain.
     """
     batch_size = batch_size or settings.HIGHLIGHTS_BATCH_SIZE
-    issue = _start(issue)
+    issue = start_sending(issue)
     summary = SendSummary(uncertain=recover_interrupted(issue=issue))
     if summary.uncertain:
         logger.warning("Issue #%s: %d deliveries interrupted mid-send marked uncertain", issue.number, summary.uncertain)

@@ -421,3 +421,123 @@ def test_one_smtp_connection_per_batch(smtp, monkeypatch):
     _subscribers(7)
     assert sending.send_issue(issue=_issue(), batch_size=3).sent == 7
     assert opened["n"] == 3
+
+
+# --- the weekly schedule and the task --------------------------------------------------------------
+
+
+@pytest.fixture
+def berlin_friday_seven(settings):
+    settings.HIGHLIGHTS_WEEKDAY = 4
+    settings.HIGHLIGHTS_TIME = "07:00"
+    settings.HIGHLIGHTS_TIME_ZONE = "Europe/Berlin"
+
+
+def test_the_scheduler_enqueues_the_week_once_even_when_called_twice(berlin_friday_seven):
+    """Before Friday 07:00 Berlin nothing happens; after it one issue 2026-W47 and one task, however often it is called."""
+    from zoneinfo import ZoneInfo
+
+    from django_tasks_db.models import DBTaskResult
+
+    from bellwether.highlights.tasks import schedule_due_issue
+
+    berlin = ZoneInfo("Europe/Berlin")
+    assert schedule_due_issue(now=datetime(2026, 11, 20, 6, 59, tzinfo=berlin)) is None
+    assert Issue.objects.count() == 0
+
+    issue = schedule_due_issue(now=datetime(2026, 11, 20, 7, 1, tzinfo=berlin))
+    assert (issue.schedule_key, issue.status, issue.number) == ("2026-W47", Issue.Status.DRAFT, 1)
+    assert schedule_due_issue(now=datetime(2026, 11, 20, 7, 2, tzinfo=berlin)) is None
+    assert schedule_due_issue(now=datetime(2026, 11, 22, 23, 0, tzinfo=berlin)) is None
+    tasks = list(DBTaskResult.objects.values_list("task_path", "args_kwargs"))
+    assert tasks == [("bellwether.highlights.tasks.send_weekly_issue", {"args": ["2026-W47"], "kwargs": {}})]
+
+    # Monday 00:30 Berlin is Sunday 23:30 UTC: already the next ISO week in the configured zone, but before its Friday.
+    assert schedule_due_issue(now=datetime(2026, 11, 23, 0, 30, tzinfo=berlin)) is None
+    nxt = schedule_due_issue(now=datetime(2026, 11, 27, 8, 0, tzinfo=berlin))
+    assert (nxt.schedule_key, nxt.number) == ("2026-W48", 2)
+    assert DBTaskResult.objects.count() == 2
+
+
+def test_a_racing_second_reservation_of_the_week_is_harmless(berlin_friday_seven):
+    """When another worker created the week's issue between the check and the insert, the unique key refuses it and nothing is enqueued."""
+    from zoneinfo import ZoneInfo
+
+    from django_tasks_db.models import DBTaskResult
+
+    from bellwether.highlights import tasks
+
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    Issue.objects.create(number=5, schedule_key="2026-W47", week_start=now, week_end=now)
+    real_filter = Issue.objects.filter
+
+    class Blind:
+        """Make the existence check miss the row, as a worker racing another would."""
+
+        def exists(self):
+            return False
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Issue.objects, "filter", lambda *a, **k: Blind() if "schedule_key" in k else real_filter(*a, **k))
+        assert tasks.schedule_due_issue(now=now) is None
+    assert Issue.objects.count() == 1
+    assert DBTaskResult.objects.count() == 0
+
+
+def test_the_weekly_task_builds_the_reserved_issue_and_sends_it(smtp, berlin_friday_seven, monkeypatch):
+    """Running the queued task builds the draft issue for its week and mails every active subscriber."""
+    from zoneinfo import ZoneInfo
+
+    from bellwether.highlights import building
+    from bellwether.highlights.tasks import schedule_due_issue, send_weekly_issue
+
+    def stand_in_build(*, issue, **kwargs):
+        Issue.objects.filter(pk=issue.pk).update(status=Issue.Status.BUILT, subject="Weekly highlights #1", built_at=timezone.now())
+        return Issue.objects.get(pk=issue.pk)
+
+    if FORCE_STAND_INS:
+        monkeypatch.setattr(building, "build_issue", stand_in_build)
+    readers = _subscribers(2)
+    schedule_due_issue(now=datetime(2026, 11, 20, 7, 30, tzinfo=ZoneInfo("Europe/Berlin")))
+    result = send_weekly_issue.call("2026-W47")
+    assert result == {"issue": 1, "sent": 2, "retried": 0, "failed": 0, "uncertain": 0, "skipped": 0, "remaining": 0}
+    assert smtp.per_recipient() == Counter({r.email: 1 for r in readers})
+    assert Issue.objects.get(schedule_key="2026-W47").status == Issue.Status.SENT
+
+
+def test_the_weekly_task_requeues_itself_for_retries(smtp, monkeypatch):
+    """With a temporary failure left, the task queues itself again for the retry time."""
+    from django_tasks_db.models import DBTaskResult
+
+    from bellwether.highlights.tasks import send_weekly_issue
+
+    reader = _subscribers(1)[0]
+    smtp.refuse[reader.email] = "421 4.3.2 Busy"
+    smtp.refuse_times[reader.email] = 1
+    issue = _issue()
+    Issue.objects.filter(pk=issue.pk).update(schedule_key="2026-W47")
+    result = send_weekly_issue.call("2026-W47")
+    assert (result["retried"], result["remaining"]) == (1, 1)
+    queued = DBTaskResult.objects.get()
+    assert queued.args_kwargs == {"args": ["2026-W47"], "kwargs": {}}
+    assert queued.run_after == Delivery.objects.get().next_attempt_at
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def test_the_send_command_prints_a_summary(smtp):
+    """`bellwether highlights send` mails the newest built issue and prints the counts."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    _subscribers(3)
+    _issue(1)
+    out, err = StringIO(), StringIO()
+    call_command("highlights", "send", "--batch-size", "2", "--no-progress", stdout=out, stderr=err)
+    assert out.getvalue().splitlines() == [
+        "Sending issue #1 (Weekly highlights #1) to 3 subscriber(s) in batches of 2",
+        "Issue #1: sent 3, retried 0, failed 0, uncertain 0, skipped 0; 0 left to send; issue is sent",
+    ]
+    assert len(smtp.messages) == 3
