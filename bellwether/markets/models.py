@@ -7,10 +7,14 @@ share pays 1 credit (1,000,000 micro-credits per 1,000,000 micro-shares).
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from wagtail.admin.forms import WagtailAdminModelForm
+from wagtail.admin.panels import FieldPanel
+from wagtail.snippets.models import register_snippet
 
 from bellwether.ledger.models import Account
 
@@ -158,11 +162,44 @@ class MarketArticle(models.Model):
         constraints = [models.UniqueConstraint(fields=["market", "article"], name="market_article_unique")]
 
 
+class ExpertForecastForm(WagtailAdminModelForm):
+    """The admin form: the service's rules, with the expert and time defaulting from the insight."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["expert"].required = False
+        self.fields["expert"].help_text = "Leave empty for the insight's expert."
+        self.fields["stated_at"].required = False
+        self.fields["stated_at"].help_text = "Leave empty for the insight's publication time."
+
+    def clean(self):
+        from .services import InvalidForecast, check_expert_forecast, forecast_time
+
+        data = super().clean()
+        article, market, outcome = data.get("article"), data.get("market"), data.get("outcome")
+        if article is None or market is None or outcome is None or data.get("probability") is None:
+            return data
+        try:
+            _, expert, _ = check_expert_forecast(
+                article=article, market=market, outcome=outcome, probability=data["probability"], expert=data.get("expert")
+            )
+        except InvalidForecast as exc:
+            raise ValidationError(str(exc)) from None
+        data["expert"] = expert
+        self.instance.expert = expert
+        if not data.get("stated_at"):
+            data["stated_at"] = forecast_time(article=article)
+            self.instance.stated_at = data["stated_at"]
+        return data
+
+
+@register_snippet
 class ExpertForecast(models.Model):
     """A probability an expert stated for one outcome, in an insight linked to the market.
 
-    Written only through ``services.record_expert_forecast``, which checks
-    the market is linked to the article and the outcome belongs to the market.
+    Written through ``services.record_expert_forecast`` (or the admin form,
+    which applies the same checks): the market must be linked to the
+    article and the outcome must belong to the market.
     """
 
     expert = models.ForeignKey("news.Person", on_delete=models.CASCADE, related_name="forecasts")
@@ -172,6 +209,16 @@ class ExpertForecast(models.Model):
     stated_at = models.DateTimeField(help_text="When the expert said it: the insight's publication time unless given.")
     article = models.ForeignKey("news.ArticlePage", on_delete=models.CASCADE, related_name="expert_forecasts")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    base_form_class = ExpertForecastForm
+    panels = [
+        FieldPanel("article"),
+        FieldPanel("market"),
+        FieldPanel("outcome"),
+        FieldPanel("probability"),
+        FieldPanel("expert"),
+        FieldPanel("stated_at"),
+    ]
 
     class Meta:
         ordering = ["-stated_at", "-id"]

@@ -733,20 +733,11 @@ class InvalidForecast(MarketError):
     code = "invalid"
 
 
-def record_expert_forecast(
-    *,
-    article,
-    market: Market,
-    outcome: Outcome | str,
-    probability: float | str,
-    expert=None,
-    stated_at: dt.datetime | None = None,
-) -> ExpertForecast:
-    """Record (or revise) the probability an insight states for one outcome of a linked market.
+def check_expert_forecast(*, article, market: Market, outcome: Outcome | str, probability, expert=None) -> tuple[Outcome, Any, float]:
+    """Return the outcome, expert and probability of a forecast that may be recorded; raise InvalidForecast if not.
 
-    ``expert`` defaults to the insight's expert (``article.expert``);
-    ``stated_at`` to the article's publication time. One row per article,
-    market and outcome: recording again updates it.
+    The rules: 0 < probability < 1, the market is linked to the article, the
+    outcome is the market's, and there is an expert (given, or the insight's).
     """
     try:
         p = float(probability)
@@ -766,11 +757,36 @@ def record_expert_forecast(
     expert = expert or getattr(article, "expert", None)
     if expert is None:
         raise InvalidForecast("no expert: the article is not an expert insight with a byline, and none was given")
-    when = stated_at or getattr(article, "published_at", None) or getattr(article, "first_published_at", None) or timezone.now()
+    return outcome, expert, p
+
+
+def forecast_time(*, article) -> dt.datetime:
+    """Return when an article's forecasts count as stated: its publication time (now if it has none)."""
+    return getattr(article, "published_at", None) or getattr(article, "first_published_at", None) or timezone.now()
+
+
+def record_expert_forecast(
+    *,
+    article,
+    market: Market,
+    outcome: Outcome | str,
+    probability: float | str,
+    expert=None,
+    stated_at: dt.datetime | None = None,
+) -> ExpertForecast:
+    """Record (or revise) the probability an insight states for one outcome of a linked market.
+
+    ``expert`` defaults to the insight's expert (``article.expert``);
+    ``stated_at`` to the article's publication time. One row per article,
+    market and outcome: recording again updates it.
+    """
+    outcome, expert, p = check_expert_forecast(
+        article=article, market=market, outcome=outcome, probability=probability, expert=expert
+    )
     with transaction.atomic():
         forecast, _ = ExpertForecast.objects.update_or_create(
             article=article, market=market, outcome=outcome,
-            defaults={"expert": expert, "probability": p, "stated_at": when},
+            defaults={"expert": expert, "probability": p, "stated_at": stated_at or forecast_time(article=article)},
         )
     return forecast
 

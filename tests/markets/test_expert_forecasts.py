@@ -210,3 +210,51 @@ def test_demo_load_records_the_insights_forecast(client, home):
     body = client.get(forecast.market.get_absolute_url()).content.decode()
     assert '<a class="expert-forecast__name" href="/authors/dr-anneliese-vorhoff/">Dr. Anneliese Vorhoff</a>' in body
     assert '<strong class="num expert-forecast__pct">60%</strong>' in body
+
+
+# --- the admin -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(client):
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.create_superuser(username="boss", email="boss@example.org", password="pw")
+    client.force_login(admin)
+    return client
+
+
+ADD_URL = "/admin/snippets/markets/expertforecast/add/"
+
+
+def test_editor_adds_a_forecast_in_the_admin(admin_client, linked):
+    """The admin form records a forecast, taking the expert and the time from the insight when left empty."""
+    article, market = linked
+    response = admin_client.post(ADD_URL, {
+        "article": article.pk, "market": market.pk, "outcome": market.outcomes.get(slug="no").pk,
+        "probability": "0.25", "expert": "", "stated_at": "",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    forecast = ExpertForecast.objects.get()
+    assert (forecast.expert.name, forecast.outcome.slug, forecast.probability, forecast.stated_at) == ("Dr. Jo Marr", "no", 0.25, PUBLISHED)
+
+
+@pytest.mark.parametrize(
+    ("probability", "unlinked", "message"),
+    [
+        ("1.5", False, "probability must be between 0 and 1 (exclusive), got 1.5"),
+        ("0.4", True, "is not linked to the article"),
+    ],
+)
+def test_admin_refuses_what_the_service_refuses(admin_client, linked, probability, unlinked, message):
+    """A bad probability or an unlinked market is shown as a form error and nothing is saved."""
+    article, market = linked
+    if unlinked:
+        market = make_market(question="Will the ferry run on Sunday?")
+    response = admin_client.post(ADD_URL, {
+        "article": article.pk, "market": market.pk, "outcome": market.outcomes.get(slug="yes").pk,
+        "probability": probability, "expert": "", "stated_at": "",
+    })
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert ExpertForecast.objects.count() == 0
