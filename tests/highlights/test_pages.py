@@ -204,3 +204,16 @@ def test_highlights_pages_have_no_inline_scripts_or_styles(client, home, setting
         assert_no_inline_code(response.content.decode())
     done = client.post("/highlights/subscribe/", {"email": "bad"})
     assert_no_inline_code(done.content.decode())
+
+
+def test_an_issue_built_by_build_issue_renders(client, home):
+    """An issue frozen by building.build_issue (one article, no trades) renders on its web page."""
+    from bellwether.highlights.building import build_issue
+
+    article = make_article(headline="Built into the issue", published_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1))
+    issue = build_issue()
+    assert issue.status == Issue.Status.BUILT
+    response = client.get(f"/highlights/{issue.number}/")
+    assert response.status_code == 200
+    assert f'href="{article.url}">Built into the issue</a>' in response.content.decode()
+    assert f'href="/highlights/{issue.number}/"' in client.get("/highlights/").content.decode()
