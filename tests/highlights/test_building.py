@@ -303,3 +303,19 @@ def test_chart_view_serves_stored_png(world):
     assert b"".join(response.streaming_content) == body
     assert client.get(f"/highlights/{issue.number}/charts/{world.charlie.slug}.png").status_code == 404
     assert client.get(f"/highlights/99/charts/{world.alpha.slug}.png").status_code == 404
+
+
+def test_insight_names_its_expert_and_forecasts(world):
+    """An expert insight carries its expert (name, credentials, profile) and the forecasts it stated."""
+    from bellwether.news.models import Person
+
+    Person.objects.filter(name="Ada Quill").update(is_expert=True, credentials="Professor of Harbours")
+    services.link_article(market=world.charlie, article=world.insight)
+    services.record_expert_forecast(article=world.insight, market=world.charlie, outcome="yes", probability=0.3)
+    insight = build_issue(now=world.now).content["insights"][0]
+    ada = Person.objects.get(name="Ada Quill")
+    assert insight["expert"] == {"name": "Ada Quill", "credentials": "Professor of Harbours", "url": ada.get_absolute_url()}
+    assert insight["forecasts"] == [{
+        "market": world.charlie.slug, "question": "Will charlie happen?", "url": world.charlie.get_absolute_url(),
+        "outcome": "yes", "probability": 0.3, "stated_at": world.insight.published_at.astimezone(dt.timezone.utc).isoformat(),
+    }]
