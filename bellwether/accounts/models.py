@@ -29,10 +29,13 @@ def new_unsubscribe_token() -> str:
 
 
 class EmailPreferences(models.Model):
-    """Which emails a reader wants; the token lets a newsletter link unsubscribe without a login."""
+    """Which account emails a reader wants; the token lets a link in them unsubscribe without a login.
+
+    The weekly highlights are not here: their one source of truth is the
+    reader's bellwether.highlights Subscriber row, with or without an account.
+    """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_preferences")
-    weekly_highlights = models.BooleanField(default=True, help_text="The weekly email of highlights and markets that moved.")
     market_resolutions = models.BooleanField(default=True, help_text="A note when a market you hold shares in resolves.")
     unsubscribe_token = models.CharField(max_length=64, unique=True, default=new_unsubscribe_token, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

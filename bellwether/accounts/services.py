@@ -22,7 +22,7 @@ from .models import ApiToken, EmailPreferences
 ROLE_GROUPS = {"editor": "Editors", "resolver": "Resolvers"}
 TOKEN_PREFIX = "bw_"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=5)
-EMAIL_TOPICS = ("weekly_highlights", "market_resolutions")
+EMAIL_TOPICS = ("market_resolutions",)
 
 
 def create_user(*, username: str, email: str = "", password: str | None = None, roles: tuple[str, ...] = ()):
@@ -119,16 +119,10 @@ def get_email_preferences(*, user) -> EmailPreferences:
         return EmailPreferences.objects.get(user=user)
 
 
-def update_email_preferences(
-    *, user, weekly_highlights: bool | None = None, market_resolutions: bool | None = None
-) -> EmailPreferences:
+def update_email_preferences(*, user, market_resolutions: bool | None = None) -> EmailPreferences:
     """Switch ``user``'s emails on or off; a topic passed as None keeps its setting."""
     preferences = get_email_preferences(user=user)
-    changes = {
-        name: bool(value)
-        for name, value in (("weekly_highlights", weekly_highlights), ("market_resolutions", market_resolutions))
-        if value is not None
-    }
+    changes = {name: bool(value) for name, value in (("market_resolutions", market_resolutions),) if value is not None}
     if changes:
         for name, value in changes.items():
             setattr(preferences, name, value)
@@ -137,7 +131,7 @@ def update_email_preferences(
     return preferences
 
 
-def unsubscribe(*, token: str, topic: str = "weekly_highlights") -> EmailPreferences | None:
+def unsubscribe(*, token: str, topic: str = "market_resolutions") -> EmailPreferences | None:
     """Switch off ``topic`` for the reader behind an unsubscribe token; return None for an unknown token."""
     if topic not in EMAIL_TOPICS:
         raise AccountError(f"unknown email topic {topic!r}; choose from {', '.join(EMAIL_TOPICS)}")

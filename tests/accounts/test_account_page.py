@@ -57,7 +57,7 @@ def token_state() -> list:
 
 
 def preference_state() -> list:
-    return sorted(EmailPreferences.objects.values_list("user__username", "weekly_highlights", "market_resolutions"))
+    return sorted(EmailPreferences.objects.values_list("user__username", "market_resolutions"))
 
 
 # --- Access ----------------------------------------------------------------------
@@ -258,39 +258,37 @@ def test_a_reader_cannot_revoke_another_readers_token(alice_client, bob, htmx):
 
 def test_preferences_are_each_readers_own(alice_client, bob_client, alice, bob):
     """Save preferences for the reader who posts only; each page shows its own reader's settings."""
-    bob_client.post(PREFERENCES, {"market_resolutions": "on"})
-    assert preference_state() == [("bob", False, True)]
+    bob_client.post(PREFERENCES, {})
+    assert preference_state() == [("bob", False)]
     alice_page = alice_client.get(HOME).content.decode()
-    assert 'name="weekly_highlights" aria-describedby="id_weekly_highlights_helptext" id="id_weekly_highlights" checked>' in alice_page
-    assert preference_state() == [("alice", True, True), ("bob", False, True)]
+    assert re.findall(r'<input type="checkbox" name="market_resolutions"[^>]*?( checked)?>', alice_page) == [" checked"]
+    assert preference_state() == [("alice", True), ("bob", False)]
     bob_page = bob_client.get(HOME).content.decode()
-    assert 'name="weekly_highlights" aria-describedby="id_weekly_highlights_helptext" id="id_weekly_highlights">' in bob_page
+    assert re.findall(r'<input type="checkbox" name="market_resolutions"[^>]*?( checked)?>', bob_page) == [""]
 
 
 # --- Email preferences -------------------------------------------------------------
 
 
 def test_every_email_is_on_until_the_reader_says_otherwise(alice_client):
-    """Tick both email boxes for a reader who has never changed them."""
+    """Tick the resolution-notice box for a reader who has never changed it."""
     page = alice_client.get(HOME).content.decode()
     assert re.findall(r'<input type="checkbox" name="(\w+)"[^>]*?( checked)?>', page) == [
-        ("weekly_highlights", " checked"),
         ("market_resolutions", " checked"),
     ]
 
 
 def test_saving_preferences_with_a_plain_post(alice_client, alice):
     """Save the boxes as posted (an unticked box is off) and come back with a confirmation."""
-    response = alice_client.post(PREFERENCES, {"weekly_highlights": "on"}, follow=True)
+    response = alice_client.post(PREFERENCES, {}, follow=True)
     assert response.redirect_chain == [(HOME, 302)]
     page = response.content.decode()
     assert "Your email preferences are saved." in page
     assert re.findall(r'<input type="checkbox" name="(\w+)"[^>]*?( checked)?>', page) == [
-        ("weekly_highlights", " checked"),
         ("market_resolutions", ""),
     ]
     preferences = EmailPreferences.objects.get(user=alice)
-    assert (preferences.weekly_highlights, preferences.market_resolutions) == (True, False)
+    assert preferences.market_resolutions is False
 
 
 def test_saving_preferences_through_htmx_swaps_the_section(alice_client, alice):
@@ -302,7 +300,7 @@ def test_saving_preferences_through_htmx_swaps_the_section(alice_client, alice):
     assert '<p class="notice" role="status">Your email preferences are saved.</p>' in fragment
     assert " checked" not in fragment
     preferences = get_email_preferences(user=alice)
-    assert (preferences.weekly_highlights, preferences.market_resolutions) == (False, False)
+    assert preferences.market_resolutions is False
 
 
 # --- CSRF ------------------------------------------------------------------------------

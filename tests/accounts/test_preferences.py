@@ -22,10 +22,10 @@ def bob(db):
 
 
 def test_preferences_are_created_once_with_every_email_on(alice):
-    """Create the row on first read with both emails on; later reads return the same row."""
+    """Create the row on first read with resolution notices on; later reads return the same row."""
     assert not EmailPreferences.objects.exists()
     first = get_email_preferences(user=alice)
-    assert (first.weekly_highlights, first.market_resolutions) == (True, True)
+    assert first.market_resolutions is True
     again = get_email_preferences(user=alice)
     assert again.pk == first.pk
     assert EmailPreferences.objects.count() == 1
@@ -39,41 +39,38 @@ def test_each_reader_gets_a_distinct_unguessable_unsubscribe_token(alice, bob):
 
 
 def test_update_changes_only_the_topics_passed(alice):
-    """Switch off one topic and leave the other as it was; None means "keep"."""
+    """Switch a topic off and on again; None means "keep"."""
     update_email_preferences(user=alice, market_resolutions=False)
     row = EmailPreferences.objects.get(user=alice)
-    assert (row.weekly_highlights, row.market_resolutions) == (True, False)
-    update_email_preferences(user=alice, weekly_highlights=False, market_resolutions=None)
+    assert row.market_resolutions is False
+    update_email_preferences(user=alice, market_resolutions=None)
     row.refresh_from_db()
-    assert (row.weekly_highlights, row.market_resolutions) == (False, False)
-    returned = update_email_preferences(user=alice, weekly_highlights=True, market_resolutions=True)
+    assert row.market_resolutions is False
+    returned = update_email_preferences(user=alice, market_resolutions=True)
     row.refresh_from_db()
-    assert (row.weekly_highlights, row.market_resolutions) == (True, True)
-    assert (returned.weekly_highlights, returned.market_resolutions) == (True, True)
+    assert row.market_resolutions is True and returned.market_resolutions is True
 
 
 def test_updating_one_reader_leaves_the_others_alone(alice, bob):
     """Change only the preferences of the reader named."""
     get_email_preferences(user=bob)
-    update_email_preferences(user=alice, weekly_highlights=False, market_resolutions=False)
-    assert sorted(EmailPreferences.objects.values_list("user__username", "weekly_highlights", "market_resolutions")) == [
-        ("alice", False, False),
-        ("bob", True, True),
+    update_email_preferences(user=alice, market_resolutions=False)
+    assert sorted(EmailPreferences.objects.values_list("user__username", "market_resolutions")) == [
+        ("alice", False),
+        ("bob", True),
     ]
 
 
 def test_unsubscribe_token_switches_off_only_that_topic_for_that_reader(alice, bob):
-    """Turn off the weekly email for the token's owner alone, keeping their other emails."""
+    """Turn off resolution notices for the token's owner alone."""
     token = get_email_preferences(user=alice).unsubscribe_token
     get_email_preferences(user=bob)
     result = unsubscribe(token=token)
-    assert result.user_id == alice.pk and result.weekly_highlights is False
-    assert sorted(EmailPreferences.objects.values_list("user__username", "weekly_highlights", "market_resolutions")) == [
-        ("alice", False, True),
-        ("bob", True, True),
+    assert result.user_id == alice.pk and result.market_resolutions is False
+    assert sorted(EmailPreferences.objects.values_list("user__username", "market_resolutions")) == [
+        ("alice", False),
+        ("bob", True),
     ]
-    unsubscribe(token=token, topic="market_resolutions")
-    assert EmailPreferences.objects.filter(user=alice, market_resolutions=False).exists()
 
 
 @pytest.mark.parametrize("token", ["", "not-a-token", "x" * 65])
@@ -81,7 +78,7 @@ def test_an_unknown_unsubscribe_token_changes_nothing(alice, token):
     """Return None for an unknown, empty or overlong token and change no one's preferences."""
     get_email_preferences(user=alice)
     assert unsubscribe(token=token) is None
-    assert EmailPreferences.objects.filter(user=alice, weekly_highlights=True, market_resolutions=True).exists()
+    assert EmailPreferences.objects.filter(user=alice, market_resolutions=True).exists()
 
 
 def test_unsubscribe_refuses_an_unknown_topic(alice):
