@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import email
 import socket
-import sys
-import types
 from collections import Counter
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -26,49 +24,6 @@ pytestmark = pytest.mark.django_db
 
 SITE = "https://news.example.org"
 FROM = "Bellwether <newsroom@news.example.org>"
-
-
-# --- stand-ins while the rendering and subscription services are being written -----------------
-
-
-def _stand_in_render_email(*, issue, subscriber):
-    return (
-        f"Weekly highlights #{issue.number}",
-        f"Hello {subscriber.email}\nUnsubscribe: {sending.unsubscribe_url(subscriber)}\n",
-        f"<html><body><p>Hello {subscriber.email}</p><a href=\"{sending.unsubscribe_url(subscriber)}\">Unsubscribe</a></body></html>",
-    )
-
-
-def _stand_in_mark_bounced(*, subscriber, reason):
-    subscriber.status = Subscriber.Status.BOUNCED
-    subscriber.bounced_at = timezone.now()
-    subscriber.bounce_reason = reason
-    subscriber.save(update_fields=["status", "bounced_at", "bounce_reason"])
-    return subscriber
-
-
-FORCE_STAND_INS = False  # True to test sending alone, with the stand-ins above
-
-
-def _provide(monkeypatch, module_name: str, attribute: str, stand_in):
-    """Install ``stand_in`` as ``bellwether.highlights.<module_name>.<attribute>`` unless the real one exists."""
-    import bellwether.highlights as package
-
-    try:
-        module = __import__(f"bellwether.highlights.{module_name}", fromlist=[attribute])
-        if hasattr(module, attribute) and not FORCE_STAND_INS:
-            return
-    except ImportError:
-        module = types.ModuleType(f"bellwether.highlights.{module_name}")
-        monkeypatch.setitem(sys.modules, module.__name__, module)
-        monkeypatch.setattr(package, module_name, module, raising=False)
-    monkeypatch.setattr(module, attribute, stand_in, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def stand_ins(monkeypatch):
-    _provide(monkeypatch, "rendering", "render_email", _stand_in_render_email)
-    _provide(monkeypatch, "subscriptions", "mark_bounced", _stand_in_mark_bounced)
 
 
 # --- a real SMTP server ----------------------------------------------------------------------------
@@ -497,19 +452,12 @@ def test_a_racing_second_reservation_of_the_week_is_harmless(berlin_friday_seven
     assert DBTaskResult.objects.count() == 0
 
 
-def test_the_weekly_task_builds_the_reserved_issue_and_sends_it(smtp, berlin_friday_seven, monkeypatch):
+def test_the_weekly_task_builds_the_reserved_issue_and_sends_it(smtp, berlin_friday_seven):
     """Running the queued task builds the draft issue for its week and mails every active subscriber."""
     from zoneinfo import ZoneInfo
 
-    from bellwether.highlights import building
     from bellwether.highlights.tasks import schedule_due_issue, send_weekly_issue
 
-    def stand_in_build(*, issue, **kwargs):
-        Issue.objects.filter(pk=issue.pk).update(status=Issue.Status.BUILT, subject="Weekly highlights #1", built_at=timezone.now())
-        return Issue.objects.get(pk=issue.pk)
-
-    if FORCE_STAND_INS:
-        monkeypatch.setattr(building, "build_issue", stand_in_build)
     readers = _subscribers(2)
     schedule_due_issue(now=datetime(2026, 11, 20, 7, 30, tzinfo=ZoneInfo("Europe/Berlin")))
     result = send_weekly_issue.call("2026-W47")
