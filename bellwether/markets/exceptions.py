@@ -39,9 +39,13 @@ class Forbidden(MarketError):
     code = "forbidden"
 
 
-
-
 class StalePreview(MarketError):
     """A trade happened after the payout preview that a resolution was confirmed from."""
+
+    code = "invalid"
+
+
+class InvalidForecast(MarketError):
+    """An expert forecast that cannot be recorded; the message says why."""
 
     code = "invalid"

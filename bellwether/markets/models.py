@@ -173,7 +173,8 @@ class ExpertForecastForm(WagtailAdminModelForm):
         self.fields["stated_at"].help_text = "Leave empty for the insight's publication time."
 
     def clean(self):
-        from .services import InvalidForecast, check_expert_forecast, forecast_time
+        from .exceptions import InvalidForecast
+        from .services import check_expert_forecast, forecast_time
 
         data = super().clean()
         article, market, outcome = data.get("article"), data.get("market"), data.get("outcome")

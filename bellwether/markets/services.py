@@ -38,6 +38,7 @@ from .exceptions import (
     MarketNotFound,
     SlippageExceeded,
     StalePreview,
+    InvalidForecast,
 )
 from .models import ExpertForecast, IdempotencyKey, Market, MarketArticle, Outcome, Position, Trade
 
@@ -723,14 +724,6 @@ def preview_resolution(
 # --- expert forecasts -------------------------------------------------------
 
 
-class InvalidForecast(MarketError):
-    """An expert forecast that cannot be recorded; the message says why.
-
-    Defined here rather than in exceptions.py only because this change could
-    not touch that module; it belongs beside the other market errors.
-    """
-
-    code = "invalid"
 
 
 def check_expert_forecast(*, article, market: Market, outcome: Outcome | str, probability, expert=None) -> tuple[Outcome, Any, float]:

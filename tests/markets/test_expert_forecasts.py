@@ -12,7 +12,8 @@ from django.utils import timezone
 from bellwether.accounts.services import create_user
 from bellwether.markets import selectors, services
 from bellwether.markets.models import ExpertForecast, Market
-from bellwether.markets.services import InvalidForecast, TradeRequest
+from bellwether.markets.exceptions import InvalidForecast
+from bellwether.markets.services import TradeRequest
 from bellwether.news.models import Person
 from tests.news.factories import make_article
 
@@ -258,3 +259,14 @@ def test_admin_refuses_what_the_service_refuses(admin_client, linked, probabilit
     assert response.status_code == 200
     assert message in response.content.decode()
     assert ExpertForecast.objects.count() == 0
+
+
+def test_editors_may_manage_expert_forecasts_in_the_admin():
+    """The Editors group holds the add, change and delete permissions for expert forecasts (migration 0003)."""
+    from bellwether.accounts.services import create_user
+
+    editor = create_user(username="desk-editor", roles=("editor",))
+    reader = create_user(username="plain-reader")
+    for action in ("add", "change", "delete"):
+        assert editor.has_perm(f"markets.{action}_expertforecast")
+        assert not reader.has_perm(f"markets.{action}_expertforecast")
