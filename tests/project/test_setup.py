@@ -105,6 +105,7 @@ def test_demo_sets_up_a_newsroom(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Demo editor login: editor / bellwether-demo" in result.stdout
     assert "/accounts/signup/ to trade with 1,000 credits" in result.stdout
+    assert "weekly highlights issue #1 built" in result.stdout
     count = run("shell", "-c", "from bellwether.news.models import ArticlePage as A; print(A.objects.live().count(), A.objects.filter(featured=True).count())", env=env)
     live, featured = map(int, count.stdout.split()[-2:])
     seeds = len(list((ROOT.parent / "shared" / "seeds").glob("*.txt")))

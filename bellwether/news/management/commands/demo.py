@@ -93,6 +93,12 @@ class Command(BaseCommand):
 
         markets = load_demo_markets(content_dir=DEMO_CONTENT)
         self.stdout.write(f"  {markets} markets created from the stories' questions")
+        from bellwether.highlights.building import build_issue
+        from bellwether.highlights.models import Issue
+
+        if not Issue.objects.exists():
+            issue = build_issue()
+            self.stdout.write(f"  weekly highlights issue #{issue.number} built (see /highlights/)")
         username, password = services.ensure_demo_editor()
         credits = settings.STARTING_BALANCE_MICRO // 1_000_000
         self.stdout.write(
