@@ -98,6 +98,33 @@ def ensure_postgres_database(url: str, *, rebuild: bool, example_name: str) -> N
             print(f"created PostgreSQL database {name}", flush=True)
 
 
+def prepare_database(args: argparse.Namespace, *, example_name: str) -> None:
+    """Create (or, with ``--rebuild``, recreate) the benchmark database and its var dir."""
+    if args.database_url:
+        ensure_postgres_database(args.database_url, rebuild=args.rebuild, example_name=example_name)
+    elif args.rebuild:
+        drop_sqlite(args)
+    args.var_dir.mkdir(parents=True, exist_ok=True)
+
+
+def database_label(args: argparse.Namespace, connection, *, with_version: bool = False) -> str:
+    """Return the database in use as a report names it, with the server's version if asked."""
+    if connection.vendor == "postgresql":
+        if not with_version:
+            return f"PostgreSQL {connection.settings_dict['NAME']}"
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            version = cursor.fetchone()[0].split()[0]
+        return f"PostgreSQL {version} {connection.settings_dict['NAME']}"
+    path = sqlite_path(args)
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    if not with_version:
+        return f"SQLite {shown}"
+    import sqlite3
+
+    return f"SQLite {sqlite3.sqlite_version} {shown}"
+
+
 # ---------------------------------------------------------------------------
 # Server
 

@@ -14,7 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, base_env, bellwether_command, drop_sqlite, ensure_postgres_database, free_port, start_django
+from common import (
+    REPO,
+    base_env,
+    bellwether_command,
+    free_port,
+    prepare_database,
+    start_django,
+)
 
 DEFAULT_VAR_DIR = (REPO / "var" / "bench-highlights").resolve()
 DOMAIN = "bench.example.org"
@@ -101,11 +108,7 @@ def ensure_subscribers(count: int, with_positions: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.var_dir = args.var_dir.resolve()
-    args.var_dir.mkdir(parents=True, exist_ok=True)
-    if args.database_url:
-        ensure_postgres_database(args.database_url, rebuild=args.rebuild, example_name="bellwether_bench_highlights")
-    elif args.rebuild:
-        drop_sqlite(args)
+    prepare_database(args, example_name="bellwether_bench_highlights")
     env = base_env(args, unset=("EMAIL_HOST", "EMAIL_PORT", "EMAIL_BACKEND", "EMAIL_USE_TLS", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD"))
 
     port = free_port()

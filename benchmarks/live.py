@@ -51,12 +51,11 @@ from common import (
     REPO,
     base_env,
     bellwether_command,
-    drop_sqlite,
-    ensure_postgres_database,
+    database_label,
     format_ms,
     free_port,
     load_average,
-    sqlite_path,
+    prepare_database,
     start_django,
     stop_process_group,
     wait_for_health,
@@ -545,29 +544,12 @@ def print_report(args, label: str, rows: list[Row]) -> None:
             print(f"note: {row.streams:,} streams: trades ran at {row.achieved_rate:.1f}/s, below the {args.rate:g}/s asked")
 
 
-def database_label(args, connection) -> str:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            version = cursor.fetchone()[0].split()[0]
-        return f"PostgreSQL {version} ({connection.settings_dict['NAME']})"
-    import sqlite3
-
-    path = sqlite_path(args)
-    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
-    return f"SQLite {sqlite3.sqlite_version} {shown}"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Prepare the database, measure each stream count on a fresh server, print the figures."""
     args = parse_args(argv)
     # SIGTERM must unwind through the `finally` blocks that stop the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.database_url:
-        ensure_postgres_database(args.database_url, rebuild=args.rebuild, example_name="bellwether_bench_live")
-    elif args.rebuild:
-        drop_sqlite(args)
-    args.var_dir.mkdir(parents=True, exist_ok=True)
+    prepare_database(args, example_name="bellwether_bench_live")
     env = base_env(args, unset=("LIVE_URL", "LIVE_PORT", "LIVE_POLL_S", "LIVE_HEARTBEAT_S", "DEMO_TRADERS"))
     env["STARTING_BALANCE_CREDITS"] = str(TRADER_BALANCE_CREDITS)
     if args.poll_s is not None:
@@ -575,7 +557,7 @@ def main(argv: list[str] | None = None) -> None:
     migrate_s = start_django(dict(env))
     from django.db import connection, connections
 
-    label = database_label(args, connection)
+    label = database_label(args, connection, with_version=True)
     user, slug = prepare_market()
     connections.close_all()
     print(f"{label}: migrated in {migrate_s:.1f} s; market {slug}, streams {', '.join(f'{n:,}' for n in args.stream_counts)}", flush=True)

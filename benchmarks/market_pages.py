@@ -43,13 +43,12 @@ from common import (
     REPO,
     base_env,
     bellwether_command,
-    drop_sqlite,
-    ensure_postgres_database,
+    database_label,
     format_ms,
     format_ratio,
     load_average,
+    prepare_database,
     running_server,
-    sqlite_path,
     start_django,
     warn_if_busy,
 )
@@ -221,14 +220,6 @@ def benchmark_env(args: argparse.Namespace) -> dict[str, str]:
     # New accounts (the simulated traders and the reader) start rich enough for thousands of trades.
     env["STARTING_BALANCE_CREDITS"] = str(TRADER_BALANCE_CREDITS)
     return env
-
-
-def database_label(args: argparse.Namespace, connection) -> str:
-    """Return the database in use as the report names it."""
-    if connection.vendor == "postgresql":
-        return f"PostgreSQL {connection.settings_dict['NAME']}"
-    path = sqlite_path(args)
-    return f"SQLite {path.relative_to(REPO) if path.is_relative_to(REPO) else path}"
 
 
 def trading_count() -> int:
@@ -765,11 +756,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not args.build_only and shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run `apt-get install -y wrk`")
-    if args.database_url:
-        ensure_postgres_database(args.database_url, rebuild=args.rebuild, example_name="bellwether_bench_markets")
-    elif args.rebuild:
-        drop_sqlite(args)
-    args.var_dir.mkdir(parents=True, exist_ok=True)
+    prepare_database(args, example_name="bellwether_bench_markets")
     env = benchmark_env(args)
     step("migrating the benchmark database")
     start_django(env)

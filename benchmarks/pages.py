@@ -44,14 +44,13 @@ from common import (
     LOOPBACK,
     REPO,
     base_env,
-    drop_sqlite,
-    ensure_postgres_database,
+    database_label,
     fetch,
     format_ms,
     format_ratio,
     load_average,
+    prepare_database,
     running_server,
-    sqlite_path,
     start_django,
     warn_if_busy,
 )
@@ -931,14 +930,6 @@ def print_report(
     print(f"measurement took {elapsed_s:.0f} s; load average at the start {load_before}, at the end {load_average()}")
 
 
-def database_label(args: argparse.Namespace, connection) -> str:
-    """Return the database in use as the report names it."""
-    if connection.vendor == "postgresql":
-        return f"PostgreSQL {connection.settings_dict['NAME']}"
-    path = sqlite_path(args)
-    return f"SQLite {path.relative_to(REPO) if path.is_relative_to(REPO) else path}"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Build or reuse the benchmark database, serve it, load it and print the figures."""
     args = parse_args(argv)
@@ -946,11 +937,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     loadgen_name, load = ("-", None) if args.build_only else choose_loadgen(args.loadgen)
 
-    if args.database_url:
-        ensure_postgres_database(args.database_url, rebuild=args.rebuild, example_name="bellwether_bench")
-    elif args.rebuild:
-        drop_sqlite(args)
-    args.var_dir.mkdir(parents=True, exist_ok=True)
+    prepare_database(args, example_name="bellwether_bench")
     set_up_django(args)
     from django.db import connection, connections
 

@@ -54,11 +54,11 @@ from common import (
     REPO,
     base_env,
     bellwether_command,
-    drop_sqlite,
-    ensure_postgres_database,
+    database_label,
     format_ms,
     format_ratio,
     load_average,
+    prepare_database,
     running_server,
     sqlite_path,
     start_django,
@@ -1149,35 +1149,17 @@ def print_report(args, db_label: str, rows: list[Measurement], baseline: Measure
         )
 
 
-def database_label(args: argparse.Namespace, connection) -> str:
-    """Return the database in use as the report names it."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            version = cursor.fetchone()[0].split()[0]
-        return f"PostgreSQL {version} {connection.settings_dict['NAME']}"
-    import sqlite3
-
-    path = sqlite_path(args)
-    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
-    return f"SQLite {sqlite3.sqlite_version} {shown}"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Prepare the benchmark database, measure every scenario, check the money and print the figures."""
     args = parse_args(argv)
     # SIGTERM must unwind through the `finally` blocks that stop the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.database_url:
-        ensure_postgres_database(args.database_url, rebuild=args.rebuild, example_name="bellwether_bench_trades")
-    elif args.rebuild:
-        drop_sqlite(args)
-    args.var_dir.mkdir(parents=True, exist_ok=True)
+    prepare_database(args, example_name="bellwether_bench_trades")
     migrate_s = set_up_django(args)
     from django.db import connection, connections
 
     postgres = connection.vendor == "postgresql"
-    db_label = database_label(args, connection)
+    db_label = database_label(args, connection, with_version=True)
     setup_started = time.perf_counter()
     traders = prepare_traders(args.clients)
     hot, spread = prepare_markets(args.markets)
