@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from bellwether.commands import DetailedHelp
 from bellwether.highlights.models import Issue
 
 DETAILS = """\
@@ -32,14 +32,10 @@ Examples:
 """
 
 
-class Command(BaseCommand):
+class Command(DetailedHelp, BaseCommand):
     help = "Build, preview and send the weekly highlights email."
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = RawDescriptionHelpFormatter
-        parser.epilog = DETAILS
-        return parser
+    details = DETAILS
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", required=True, metavar="{build,preview,send}")

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from argparse import RawDescriptionHelpFormatter
 
 from django.db import close_old_connections, connection
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
+from bellwether.commands import DetailedHelp
 from bellwether.highlights.tasks import BACKEND
 
 logger = logging.getLogger("bellwether.worker")
@@ -37,14 +37,10 @@ Examples:
 """
 
 
-class Command(DbWorkerCommand):
+class Command(DetailedHelp, DbWorkerCommand):
     help = "Run background tasks and the weekly highlights schedule."
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = RawDescriptionHelpFormatter
-        parser.epilog = DETAILS
-        return parser
+    details = DETAILS
 
     def add_arguments(self, parser):
         super().add_arguments(parser)

@@ -3,10 +3,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from argparse import RawDescriptionHelpFormatter
 
 from django.core.management.base import BaseCommand, CommandError
 
+from bellwether.commands import DetailedHelp
 from bellwether.markets.simulation import USERNAME_PREFIX, Simulation, ensure_traders, run
 
 DETAILS = f"""\
@@ -34,14 +34,10 @@ Examples:
 """
 
 
-class Command(BaseCommand):
+class Command(DetailedHelp, BaseCommand):
     help = "Run simulated traders that trade the open markets, so a demo site looks alive."
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = RawDescriptionHelpFormatter
-        parser.epilog = DETAILS
-        return parser
+    details = DETAILS
 
     def add_arguments(self, parser):
         parser.add_argument("--traders", type=int, default=3, metavar="N", help="how many simulated traders (default 3)")
