@@ -50,6 +50,21 @@ def home(db):
 
 
 @pytest.fixture
+def announced():
+    """Collect the trade events the markets app announces after each commit (what every listener sees)."""
+    from bellwether.markets.events import trade_committed
+
+    events: list[dict] = []
+
+    def listener(sender, event, **kwargs):
+        events.append(event)
+
+    trade_committed.connect(listener, weak=False)
+    yield events
+    trade_committed.disconnect(listener)
+
+
+@pytest.fixture
 def seeds_dir() -> Path:
     if not SEEDS.is_dir():
         if IN_CI:

@@ -11,7 +11,6 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from bellwether.accounts.services import create_user
-from bellwether.markets.events import trade_committed
 from bellwether.markets.services import MICRO, TradeRequest, create_market, place_trade
 
 
@@ -41,19 +40,6 @@ def trade_in_thread(user, market, outcome: str = "yes", credits: int = 5) -> thr
 @pytest.fixture
 def ana(transactional_db):
     return create_user(username="ana")
-
-
-@pytest.fixture
-def announced():
-    """Collect the events the markets app announces (what every listener should see)."""
-    events: list[dict] = []
-
-    def listener(sender, event, **kwargs):
-        events.append(event)
-
-    trade_committed.connect(listener, weak=False)
-    yield events
-    trade_committed.disconnect(listener)
 
 
 def run_async(coroutine_function):
