@@ -350,11 +350,7 @@ def _mover_items(*, start, end, activity, pinned_ids: list[int]) -> list[dict]:
             continue
         week = activity.get(market.pk, {"trades": 0, "volume_micro": 0})
         items.append({
-            "key": f"market:{market.pk}",
-            "id": market.pk,
-            "slug": market.slug,
-            "question": market.question,
-            "url": market.get_absolute_url(),
+            **_market_fields(market),
             "outcome": _label(market, outcomes[index]),
             "start": _p(start_probs[index]),
             "end": _p(end_probs[index]),
@@ -371,6 +367,17 @@ def _mover_items(*, start, end, activity, pinned_ids: list[int]) -> list[dict]:
     return items
 
 
+def _market_fields(market: Market) -> dict:
+    """Return what every market item in an issue carries: its key, id, slug, question and address."""
+    return {
+        "key": f"market:{market.pk}",
+        "id": market.pk,
+        "slug": market.slug,
+        "question": market.question,
+        "url": market.get_absolute_url(),
+    }
+
+
 def _closing_items(*, now) -> list[dict]:
     qs = (
         Market.objects.filter(status=Market.Status.OPEN, close_at__gt=now, close_at__lte=now + CLOSING_WINDOW)
@@ -381,11 +388,7 @@ def _closing_items(*, now) -> list[dict]:
         probs = market.end_probs or [1 / len(outcomes)] * len(outcomes)
         index = _focus(market, outcomes, probs)
         items.append({
-            "key": f"market:{market.pk}",
-            "id": market.pk,
-            "slug": market.slug,
-            "question": market.question,
-            "url": market.get_absolute_url(),
+            **_market_fields(market),
             "outcome": _label(market, outcomes[index]),
             "probability": _p(probs[index]),
             "close_at": _iso(market.close_at),
@@ -417,11 +420,7 @@ def _resolved_items(*, start, end) -> list[dict]:
             result = "Resolved to probabilities"
             winner = None
         items.append({
-            "key": f"market:{market.pk}",
-            "id": market.pk,
-            "slug": market.slug,
-            "question": market.question,
-            "url": market.get_absolute_url(),
+            **_market_fields(market),
             "resolved_at": _iso(market.resolved_at),
             "status": market.status,
             "result": result,
