@@ -1,0 +1,16 @@
+"""Size limits on what a market may hold, shared by the services, the API schemas and the admin forms.
+
+The services enforce them (every writer goes through one); the API schemas
+declare them too, so the OpenAPI schema tells clients before they send.
+"""
+
+QUESTION_MAX_CHARS = 300
+DESCRIPTION_MAX_CHARS = 10_000
+CRITERIA_MAX_CHARS = 10_000
+NOTE_MAX_CHARS = 2_000
+OUTCOME_NAME_MAX_CHARS = 200
+OUTCOMES_MAX = 50
+SOURCES_MAX = 20
+SOURCE_MAX_CHARS = 2_000
+SLUG_MAX_CHARS = 120
+ARTICLES_MAX = 100
