@@ -35,18 +35,41 @@ def build_policy(*, connect_origin: str = "") -> str:
 
 
 POLICY = build_policy()
-EXEMPT_PREFIXES = ("/admin/", "/django-admin/", "/api/v1/docs")
+
+# Wagtail's admin renders a few inline scripts (date pickers, inline panels)
+# and style attributes, so it needs 'unsafe-inline'; it still loads nothing
+# from elsewhere, posts nowhere else, connects only here and may be framed
+# only by itself (the live preview panel). docs/decisions/0005.
+ADMIN_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'self'",
+    ]
+)
+ADMIN_PREFIXES = ("/admin/", "/django-admin/")
+# The API's interactive docs page ships its own inline bootstrap script.
+EXEMPT_PREFIXES = ("/api/v1/docs",)
 
 
 class ContentSecurityPolicyMiddleware:
-    """Add the Content-Security-Policy header to responses outside the admin."""
+    """Add the Content-Security-Policy header: the strict one on public pages, the admin's in the admin."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
 
     def __call__(self, request):
         response = self.get_response(request)
-        if not request.path.startswith(EXEMPT_PREFIXES):
+        if request.path.startswith(ADMIN_PREFIXES):
+            response.headers.setdefault("Content-Security-Policy", ADMIN_POLICY)
+        elif not request.path.startswith(EXEMPT_PREFIXES):
             origin = live_origin(request)
             response.headers.setdefault("Content-Security-Policy", build_policy(connect_origin=origin) if origin else POLICY)
         return response

@@ -505,7 +505,8 @@ class MarketResolveView(RoleRequiredMixin, AdminPage):
             "has_cover": plan.cover_micro > 0,
             "per_share": [(names[slug], format_micro(v)) for slug, v in plan.per_share_micro.items()],
         })
-        return self.render(context)
+        # A stale preview is a conflict: the resolver's confirmation did not happen.
+        return self.render(context, status=409 if stale else 200)
 
 
 class MarketResolveConfirmView(MarketResolveView):

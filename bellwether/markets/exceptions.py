@@ -42,7 +42,13 @@ class Forbidden(MarketError):
 class StalePreview(MarketError):
     """A trade happened after the payout preview that a resolution was confirmed from."""
 
-    code = "invalid"
+    code = "conflict"
+
+
+class ResolutionConflict(MarketError):
+    """The market was already settled another way; a settlement is never changed."""
+
+    code = "conflict"
 
 
 class InvalidForecast(MarketError):

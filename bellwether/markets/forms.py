@@ -11,14 +11,13 @@ from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.utils import timezone
-from django.utils.text import slugify
 from wagtail.admin.widgets import AdminDateTimeInput, AdminPageChooser
 
 from bellwether.news.models import ArticlePage
 
-from . import lmsr
+from . import limits, lmsr, services
+from .exceptions import MarketError
 from .models import Market
 
 MICRO = lmsr.MICRO
@@ -47,7 +46,7 @@ class MarketCreateForm(forms.Form):
     KIND_CHOICES = [(Market.Kind.BINARY, "Yes / No"), (Market.Kind.MULTIPLE, "Multiple choice (one winner)")]
     START_CHOICES = [(Market.Status.OPEN, "Open for trading now"), (Market.Status.DRAFT, "Draft (open it later)")]
 
-    question = forms.CharField(max_length=300, help_text="Phrase it so that the answer will be clear-cut.")
+    question = forms.CharField(max_length=limits.QUESTION_MAX_CHARS, help_text="Phrase it so that the answer will be clear-cut.")
     kind = forms.ChoiceField(choices=KIND_CHOICES, initial=Market.Kind.BINARY, widget=forms.RadioSelect)
     outcomes = forms.CharField(
         required=False,
@@ -62,9 +61,10 @@ class MarketCreateForm(forms.Form):
         help_text="A larger b moves prices less per trade. The treasury funds the pool with up to b × ln(number of outcomes) credits.",
     )
     close_at = forms.DateTimeField(label="Trading closes at", widget=AdminDateTimeInput())
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
+    description = forms.CharField(required=False, max_length=limits.DESCRIPTION_MAX_CHARS, widget=forms.Textarea(attrs={"rows": 4}))
     resolution_criteria = forms.CharField(
         required=False,
+        max_length=limits.CRITERIA_MAX_CHARS,
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text="How the resolver will decide, and from which sources.",
     )
@@ -102,19 +102,9 @@ class MarketCreateForm(forms.Form):
             if not lmsr.MIN_OUTCOMES <= len(names) <= lmsr.MAX_OUTCOMES:
                 self.add_error("outcomes", f"Give {lmsr.MIN_OUTCOMES} to {lmsr.MAX_OUTCOMES} outcomes, one per line (got {len(names)}).")
             else:
-                seen: dict[str, str] = {}
-                for name in names:
-                    key = slugify(name)[:60]
-                    if not key:
-                        self.add_error("outcomes", f"The outcome {name!r} needs at least one letter or digit.")
-                        break
-                    if key in seen:
-                        self.add_error("outcomes", f"The outcomes {seen[key]!r} and {name!r} are the same.")
-                        break
-                    if len(name) > 200:
-                        self.add_error("outcomes", f"The outcome {name[:30]!r}... is longer than 200 characters.")
-                        break
-                    seen[key] = name
+                problem = services.outcome_names_problem(names)
+                if problem:
+                    self.add_error("outcomes", problem[0].upper() + problem[1:] + ".")
             data["outcome_names"] = names
         else:
             data["outcome_names"] = None
@@ -144,8 +134,8 @@ class MarketCreateForm(forms.Form):
 class MarketEditForm(forms.Form):
     """What may change once a market exists: its texts and its close time."""
 
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
-    resolution_criteria = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
+    description = forms.CharField(required=False, max_length=limits.DESCRIPTION_MAX_CHARS, widget=forms.Textarea(attrs={"rows": 4}))
+    resolution_criteria = forms.CharField(required=False, max_length=limits.CRITERIA_MAX_CHARS, widget=forms.Textarea(attrs={"rows": 4}))
     close_at = forms.DateTimeField(
         label="Trading closes at",
         widget=AdminDateTimeInput(),
@@ -212,7 +202,10 @@ class ResolveForm(forms.Form):
 
     action = forms.ChoiceField(choices=ACTION_CHOICES, widget=forms.RadioSelect, label="Resolution")
     outcome = forms.ChoiceField(required=False, widget=forms.RadioSelect, label="Winning outcome")
-    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Why: shown with the resolution.")
+    note = forms.CharField(
+        required=False, max_length=limits.NOTE_MAX_CHARS, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why: shown with the resolution.",
+    )
     sources = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="One URL per line.")
     trade_count = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
@@ -236,15 +229,11 @@ class ResolveForm(forms.Form):
         return [self[f"p_{o.slug}"] for o in self.outcome_list]
 
     def clean_sources(self):
-        lines = [line.strip() for line in (self.cleaned_data.get("sources") or "").splitlines()]
-        urls = [line for line in lines if line]
-        check = URLValidator(schemes=["http", "https"])
-        for url in urls:
-            try:
-                check(url)
-            except ValidationError:
-                raise ValidationError(f"{url!r} is not a web address (http:// or https://).", code="bad_url") from None
-        return urls
+        lines = (self.cleaned_data.get("sources") or "").splitlines()
+        try:
+            return services.clean_resolution_sources(lines)
+        except MarketError as exc:
+            raise ValidationError(str(exc)[0].upper() + str(exc)[1:] + ".", code="bad_source") from None
 
     def clean(self):
         data = super().clean()

@@ -71,6 +71,18 @@ class Market(models.Model):
             return "closed"
         return self.status
 
+    @property
+    def source_links(self) -> list[dict[str, str]]:
+        """Return the resolution sources as {"text", "url"}; only http(s) addresses get a url to link.
+
+        The services accept web addresses only; this also keeps rows stored
+        before that rule from becoming "javascript:" links.
+        """
+        return [
+            {"text": str(s), "url": str(s) if str(s).lower().startswith(("http://", "https://")) else ""}
+            for s in self.resolution_sources or []
+        ]
+
 
 class Outcome(models.Model):
     market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="outcomes")
@@ -148,6 +160,8 @@ class IdempotencyKey(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_unique_key")]
+        # The worker's sweep deletes by age (services.sweep_idempotency_keys).
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_at")]
 
 
 class MarketArticle(models.Model):

@@ -13,21 +13,26 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
-from bellwether.ledger.models import Transfer
+from bellwether.ledger.models import Account, Transfer
 from bellwether.ledger.services import bigint, format_micro, get_treasury, lock_accounts, open_pool_account, open_user_account, post_transfer
 
-from . import lmsr
+from . import limits, lmsr
 from .events import announce_trade, trade_event
 from .exceptions import (
     IdempotencyConflict,
@@ -36,6 +41,7 @@ from .exceptions import (
     InvalidTrade,
     MarketClosed,
     MarketNotFound,
+    ResolutionConflict,
     SlippageExceeded,
     StalePreview,
     InvalidForecast,
@@ -46,6 +52,7 @@ MICRO = lmsr.MICRO
 MAX_TRADE_MICRO = 10**9 * MICRO  # one billion credits or shares: beyond any sane trade
 RETRY_ATTEMPTS = 5
 SLUG_ATTEMPTS = 5
+_POSITION_SLUG = re.compile(r"o[0-9]+")
 _RETRY_SQLSTATES = {"40001", "40P01"}
 
 
@@ -130,8 +137,9 @@ def create_market(
     question = " ".join(question.split())
     if not question:
         raise InvalidTrade("a market needs a question")
-    if len(question) > 300:
-        raise InvalidTrade("the question is longer than 300 characters")
+    if len(question) > limits.QUESTION_MAX_CHARS:
+        raise InvalidTrade(f"the question is longer than {limits.QUESTION_MAX_CHARS} characters")
+    _check_texts(description=description, resolution_criteria=resolution_criteria)
     if timezone.is_naive(close_at):
         close_at = timezone.make_aware(close_at, dt.timezone.utc)  # a time without an offset is UTC
     if close_at <= timezone.now():
@@ -144,11 +152,10 @@ def create_market(
         names = [" ".join(str(o).split()) for o in outcomes]
         if not lmsr.MIN_OUTCOMES <= len(names) <= lmsr.MAX_OUTCOMES:
             raise InvalidTrade(f"a market has {lmsr.MIN_OUTCOMES} to {lmsr.MAX_OUTCOMES} outcomes")
-        slugs = [slugify(n)[:60] for n in names]
-        if any(not s for s in slugs) or len(set(slugs)) != len(slugs):
-            raise InvalidTrade("outcome names must be non-empty and distinct")
-        if any(len(n) > 200 for n in names):
-            raise InvalidTrade("an outcome name is longer than 200 characters")
+        problem = outcome_names_problem(names)
+        if problem:
+            raise InvalidTrade(problem)
+        slugs = outcome_slugs(names)
         kind, named = Market.Kind.MULTIPLE, list(zip(slugs, names))
         if sorted(slugs) == ["no", "yes"]:
             kind = Market.Kind.BINARY
@@ -172,6 +179,80 @@ def create_market(
             if attempt == SLUG_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _check_texts(*, description: str, resolution_criteria: str) -> None:
+    """Refuse a description or resolution criteria beyond their size limits."""
+    if len(description) > limits.DESCRIPTION_MAX_CHARS:
+        raise InvalidTrade(f"the description is longer than {limits.DESCRIPTION_MAX_CHARS:,} characters")
+    if len(resolution_criteria) > limits.CRITERIA_MAX_CHARS:
+        raise InvalidTrade(f"the resolution criteria are longer than {limits.CRITERIA_MAX_CHARS:,} characters")
+
+
+def outcome_names_problem(names: list[str]) -> str:
+    """Return why these outcome names cannot make a market, or "" when they can.
+
+    Names may be in any script; they must be non-empty, at most
+    OUTCOME_NAME_MAX_CHARS long and distinct ignoring case ("C" and "C++"
+    are different outcomes, "Seoul" and "seoul" are not).
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        if not name:
+            return "outcome names must not be empty"
+        if len(name) > limits.OUTCOME_NAME_MAX_CHARS:
+            return f"the outcome {name[:30]!r}... is longer than {limits.OUTCOME_NAME_MAX_CHARS} characters"
+        key = name.casefold()
+        if key in seen:
+            return f"the outcomes {seen[key]!r} and {name!r} are the same"
+        seen[key] = name
+    return ""
+
+
+def outcome_slugs(names: list[str]) -> list[str]:
+    """Return a stable, distinct slug for each outcome name, in order.
+
+    A name's slug keeps its letters in any script ("대한민국" stays
+    "대한민국", "Japan" becomes "japan"). A name with nothing left to slug
+    ("+++"), or whose slug an earlier name took ("C++" after "C"), gets its
+    position instead: "o2" for the second outcome. Outcomes never change
+    after a market is created, so the slugs are stable.
+
+    >>> outcome_slugs(["C", "C++", "日本", "대한민국", "?"])
+    ['c', 'o2', '日本', '대한민국', 'o5']
+    """
+    slugs: list[str] = []
+    for position, name in enumerate(names, start=1):
+        slug = slugify(name, allow_unicode=True)[: limits.OUTCOME_SLUG_MAX_CHARS].strip("-")
+        if not slug or slug in slugs or _POSITION_SLUG.fullmatch(slug):
+            slug = f"o{position}"
+        slugs.append(slug)
+    return slugs
+
+
+def clean_resolution_sources(sources: list[str] | None) -> list[str]:
+    """Return the resolution sources as a clean list of web addresses; refuse anything else.
+
+    Each source must be an http(s) URL of at most SOURCE_MAX_CHARS
+    characters, and there are at most SOURCES_MAX of them. A "javascript:"
+    address, or any other scheme, would become a link on the market page.
+    """
+    if sources is None:
+        return []
+    if not isinstance(sources, (list, tuple)):
+        raise InvalidTrade("sources must be a list of web addresses")
+    cleaned = [str(source).strip() for source in sources if str(source).strip()]
+    if len(cleaned) > limits.SOURCES_MAX:
+        raise InvalidTrade(f"give at most {limits.SOURCES_MAX} sources")
+    check = URLValidator(schemes=["http", "https"])
+    for source in cleaned:
+        if len(source) > limits.SOURCE_MAX_CHARS:
+            raise InvalidTrade(f"a source is longer than {limits.SOURCE_MAX_CHARS:,} characters")
+        try:
+            check(source)
+        except ValidationError:
+            raise InvalidTrade(f"{source[:80]!r} is not a web address (http:// or https://)") from None
+    return cleaned
 
 
 def _free_market_slug(base: str) -> str:
@@ -368,6 +449,7 @@ def place_trade(
     """
     _validate(request)
     fingerprint = request.fingerprint(market_slug)
+    _ensure_cash_account(user)
     try:
         with _write_turn(), transaction.atomic(durable=True):
             if idempotency_key:
@@ -435,28 +517,59 @@ def _one(queryset):
     return next(iter(queryset[:1]), None)
 
 
+def _ensure_cash_account(user) -> None:
+    """Open the trader's cash account (paying the grant from the treasury) if this is their first trade.
+
+    It runs in a transaction of its own before the trade's, so the trade
+    itself locks only the market and then the accounts, in that order: the
+    treasury is never locked while a market row is held.
+    """
+    if not Account.objects.filter(user=user).exists():
+        with _write_turn():
+            open_user_account(user=user)
+
+
 def _lock_cash_and_pool(*, user, market: Market):
     """Lock and return the trader's cash account and the market's pool. Call holding the market lock.
 
-    A first trade opens the trader's account (with its grant) on the way.
+    The cash account exists already (``_ensure_cash_account`` ran first).
     """
-    for _ in range(2):
-        locked = lock_accounts(ids=[market.pool_id], user=user)
-        cash = next((a for a in locked.values() if a.user_id == user.pk), None)
-        if cash is not None:
-            return cash, locked[market.pool_id]
-        open_user_account(user=user)
-    raise AssertionError("the trader's account could not be opened")
+    locked = lock_accounts(ids=[market.pool_id], user=user)
+    cash = next((a for a in locked.values() if a.user_id == user.pk), None)
+    if cash is None:
+        raise AssertionError("the trader's cash account must be opened before the market is locked")
+    return cash, locked[market.pool_id]
 
 
 def _stored_response(*, user, key: str, fingerprint: str) -> dict | None:
-    """Return the stored answer for ``key``, None if unused; a different request is a conflict."""
+    """Return the stored answer for ``key``, None if unused; a different request is a conflict.
+
+    A key older than IDEMPOTENCY_KEY_TTL_S has expired: it is deleted here
+    (the sweep may not have run yet) and the request counts as new.
+    """
     stored = _one(IdempotencyKey.objects.filter(user=user, key=key))
     if stored is None:
+        return None
+    if stored.created_at < _idempotency_cutoff():
+        IdempotencyKey.objects.filter(pk=stored.pk).delete()
         return None
     if stored.fingerprint != fingerprint:
         raise IdempotencyConflict("this Idempotency-Key was used for a different request")
     return {**stored.response, "replayed": True}
+
+
+def _idempotency_cutoff() -> dt.datetime:
+    return timezone.now() - dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_S)
+
+
+def sweep_idempotency_keys() -> int:
+    """Delete the stored trade answers whose Idempotency-Key has expired; return how many went.
+
+    The worker runs this on its schedule, so the table holds about
+    IDEMPOTENCY_KEY_TTL_S worth of trades, not every trade ever made.
+    """
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=_idempotency_cutoff()).delete()
+    return deleted
 
 
 def _position_for(*, user, outcomes: list[Outcome], slug: str) -> Position | None:
@@ -530,8 +643,6 @@ def plan_payouts(*, market: Market, outcome: str | None = None, probabilities: d
 
 
 def _probabilities_micro(probabilities: dict[str, Any], outcomes: list[Outcome]) -> dict[str, int]:
-    from decimal import Decimal, InvalidOperation
-
     if not isinstance(probabilities, dict) or set(probabilities) != {o.slug for o in outcomes}:
         raise InvalidTrade("give a probability for every outcome: " + ", ".join(o.slug for o in outcomes))
     result = {}
@@ -563,19 +674,26 @@ def resolve_market(
     StalePreview under the lock, so nobody is paid by a preview they did
     not see.
     """
+    sources = clean_resolution_sources(sources)
+    note = note or ""
+    if len(note) > limits.NOTE_MAX_CHARS:
+        raise InvalidTrade(f"the note is longer than {limits.NOTE_MAX_CHARS:,} characters")
     with _write_turn(), transaction.atomic(durable=True):
         market = Market.objects.select_for_update().filter(slug=market_slug).first()
         if market is None:
             raise MarketNotFound(f"no market {market_slug!r}")
         if market.status in (Market.Status.RESOLVED, Market.Status.CANCELLED):
+            if not _same_settlement(market, outcome=outcome, probabilities=probabilities, cancel=cancel):
+                raise ResolutionConflict(
+                    f"the market was already {market.get_status_display().lower()} another way; "
+                    "a settlement is final and is not changed"
+                )
             return Resolution(market=market, payouts={}, returned_micro=0, already_done=True)
         if market.status == Market.Status.DRAFT and not cancel:
             raise InvalidTrade("a draft market cannot be resolved: open it first, or cancel it")
         if expected_trade_count is not None and market.trade_count != expected_trade_count:
             raise StalePreview(f"{market.trade_count - expected_trade_count} trade(s) happened since the preview")
         payouts, per_share = plan_payouts(market=market, outcome=outcome, probabilities=probabilities, cancel=cancel)
-        from bellwether.ledger.models import Account
-
         treasury = get_treasury()
         holders = list(Account.objects.filter(user_id__in=payouts))
         locked = lock_accounts(ids=[market.pool_id, treasury.pk, *(a.pk for a in holders)])
@@ -607,9 +725,26 @@ def resolve_market(
         market.resolved_by = by
         market.resolution = {"cancel": True} if cancel else ({"outcome": outcome} if outcome else {"probabilities": {k: format_micro(v) for k, v in per_share.items()}})
         market.resolution_note = note
-        market.resolution_sources = list(sources or [])
+        market.resolution_sources = sources
         market.save(update_fields=["status", "resolved_at", "resolved_by", "resolution", "resolution_note", "resolution_sources"])
         return Resolution(market=market, payouts=payouts, returned_micro=returned)
+
+
+def _same_settlement(market: Market, *, outcome, probabilities, cancel) -> bool:
+    """Return whether a settled ``market`` was settled the way this request asks (a harmless repeat)."""
+    record = market.resolution or {}
+    if cancel:
+        return bool(record.get("cancel"))
+    if outcome is not None:
+        return record.get("outcome") == outcome
+    if probabilities is not None and record.get("probabilities"):
+        try:
+            asked = _probabilities_micro(probabilities, list(market.outcomes.all()))
+        except InvalidTrade:
+            return False
+        stored = {slug: int(Decimal(str(value)) * MICRO) for slug, value in record["probabilities"].items()}
+        return asked == stored
+    return False
 
 
 # --- editing from the admin --------------------------------------------------
@@ -627,6 +762,7 @@ def update_market(*, market_slug: str, description: str, resolution_criteria: st
     """
     if timezone.is_naive(close_at):
         close_at = timezone.make_aware(close_at, dt.timezone.utc)  # a time without an offset is UTC
+    _check_texts(description=description, resolution_criteria=resolution_criteria)
     with _write_turn(), transaction.atomic(durable=True):
         market = _one(Market.objects.select_for_update().filter(slug=market_slug))
         if market is None:

@@ -17,7 +17,7 @@ from django.utils.text import slugify
 from wagtail.models import Page, Site
 
 from .exceptions import IngestError
-from .ingest.types import Block, ParsedArticle, ParseError
+from .ingest.types import MAX_ARTICLE_TEXT_BYTES, Block, ParsedArticle, ParseError, too_large
 from .models import ArticlePage, ContentGeneration, Desk, FeedSource, HomePage, Person, Region, SectionPage
 
 # Tags and attributes a paragraph may keep; everything else is stripped.
@@ -156,6 +156,9 @@ def upsert_article(*, item: ParsedArticle, default_section: tuple[str, ...] = ("
         raise IngestError("no headline")
     if not item.body:
         raise IngestError("no body text")
+    size = item.text_bytes()
+    if size > MAX_ARTICLE_TEXT_BYTES:
+        raise IngestError(f"{too_large(size)}; split it or trim it")
     with transaction.atomic():
         home = ensure_home_page()
         section = ensure_section_path(path=item.section_path or default_section, home=home)

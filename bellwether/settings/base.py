@@ -203,6 +203,8 @@ LOGGING = {
 
 # Money: integer micro-credits (10^-6). New users receive this from the treasury.
 STARTING_BALANCE_MICRO = env_int("STARTING_BALANCE_CREDITS", 1000) * 1_000_000
+# How long a trade's Idempotency-Key is remembered; the worker sweeps older ones.
+IDEMPOTENCY_KEY_TTL_S = env_int("IDEMPOTENCY_KEY_TTL_S", 7 * 24 * 3600)
 
 # Live streams (bellwether.live, docs/live.md). Pages find the streams at
 # LIVE_BASE: LIVE_URL when set ("" = this same address, behind a proxy that

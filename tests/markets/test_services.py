@@ -70,7 +70,7 @@ def test_create_market_funds_the_pool_with_the_subsidy():
         (dict(liquidity_b_micro=0), "liquidity b must be positive"),
         (dict(outcomes=["Only"]), "a market has 2 to 50 outcomes"),
         (dict(outcomes=[f"o{i}" for i in range(51)]), "a market has 2 to 50 outcomes"),
-        (dict(outcomes=["Same", "same"]), "outcome names must be non-empty and distinct"),
+        (dict(outcomes=["Same", "same"]), "the outcomes 'Same' and 'same' are the same"),
     ],
 )
 def test_create_market_refuses_bad_input(kwargs, message):
@@ -154,7 +154,7 @@ def test_resolution_pays_winners_and_returns_the_rest(alice, bob):
     market.refresh_from_db()
     assert (market.status, market.resolution, market.resolution_note) == ("resolved", {"outcome": "yes"}, "Joint statement")
     assert market.resolved_by == resolver and market.resolution_sources == ["https://example.org/a"]
-    again = services.resolve_market(market_slug=market.slug, by=resolver, outcome="no")
+    again = services.resolve_market(market_slug=market.slug, by=resolver, outcome="yes")
     assert again.already_done and again.payouts == {}
     assert balance(bob) == bob_before
     assert run_audit().problems == []

@@ -86,11 +86,7 @@ def _resolution(market: Market) -> dict:
     split = record.get("probabilities") or {}
     # In outcome order: PostgreSQL's jsonb does not keep the keys' order.
     shares = [{"outcome": o, "probability": float(split[slug])} for slug, o in outcomes.items() if slug in split]
-    sources = [
-        {"text": str(s), "url": str(s) if str(s).lower().startswith(("http://", "https://")) else ""}
-        for s in market.resolution_sources or []
-    ]
-    return {"cancelled": bool(record.get("cancel")), "winner": winner, "probabilities": shares, "sources": sources}
+    return {"cancelled": bool(record.get("cancel")), "winner": winner, "probabilities": shares, "sources": market.source_links}
 
 
 def _render_page(request, market: Market, ticket: Ticket | None, status: int = 200):

@@ -17,7 +17,7 @@ import feedparser
 from .feeds import looks_like_feed, parse_feed
 from .markdown import parse_markdown
 from .seedtext import parse_seed_text
-from .types import ParsedArticle, ParseError
+from .types import MAX_ARTICLE_TEXT_BYTES, ParsedArticle, ParseError, too_large
 from .webpage import parse_webpage
 
 TEXT_SUFFIXES = {".txt", ".text"}
@@ -25,7 +25,9 @@ MARKDOWN_SUFFIXES = {".md", ".markdown"}
 FEED_SUFFIXES = {".xml", ".rss", ".atom"}
 HTML_SUFFIXES = {".html", ".htm"}
 KNOWN_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | FEED_SUFFIXES | HTML_SUFFIXES
-MAX_BYTES = 20 * 1024 * 1024
+MAX_BYTES = 20 * 1024 * 1024  # a feed file or response, which may hold many articles
+# One web page's markup; the article text found in it must still fit MAX_ARTICLE_TEXT_BYTES.
+MAX_PAGE_BYTES = 5 * MAX_ARTICLE_TEXT_BYTES
 FETCH_TIMEOUT_S = 20
 USER_AGENT = "Bellwether-ingest/0.1"
 
@@ -70,6 +72,11 @@ def read_file(path: Path, *, known_sections=(), known_regions=()) -> Iterator[Re
     key = f"file:{path.name}"
     if suffix in FEED_SUFFIXES or (suffix not in KNOWN_SUFFIXES and looks_like_feed(raw)):
         yield from _feed_items(raw, origin=label)
+        return
+    # Refuse an oversized article before parsing it: parsing is what costs.
+    limit = MAX_PAGE_BYTES if suffix in HTML_SUFFIXES else MAX_ARTICLE_TEXT_BYTES
+    if len(raw) > limit:
+        yield label, ParseError(f"{too_large(len(raw))}; split it or trim it")
         return
     try:
         text = raw.decode("utf-8-sig")
@@ -128,6 +135,8 @@ def read_url(url: str, *, etag: str = "", modified: str = "") -> Fetched:
     if "xml" in content_type or "rss" in content_type or "atom" in content_type or looks_like_feed(raw):
         fetched.items = list(_feed_items(raw, origin=url))
         return fetched
+    if len(raw) > MAX_PAGE_BYTES:
+        return Fetched(items=[(url, ParseError(f"the page is larger than {MAX_PAGE_BYTES // 1_000_000} MB"))])
     charset = headers.get_content_charset() or "utf-8"
     try:
         fetched.items = [(url, parse_webpage(raw.decode(charset, errors="replace"), url=url, source_key=f"url:{url}"))]

@@ -60,6 +60,25 @@ class ParsedArticle:
     credentials: str = ""
     forecasts: tuple[dict, ...] = ()
 
+    def text_bytes(self) -> int:
+        """Return the size of the article's text in UTF-8 bytes: headline, standfirst and body."""
+        parts = [self.headline, self.dek, *(block.text or block.html for block in self.body)]
+        return sum(len(part.encode("utf-8")) for part in parts)
+
+
+# An article holds at most this much text; an 18 MB file once took a minute
+# and 820 MB to ingest and seconds to render on every view.
+MAX_ARTICLE_TEXT_BYTES = 1_000_000
+
+
+def too_large(size_bytes: int) -> str:
+    """Say that an article of ``size_bytes`` is over the limit, in one line.
+
+    >>> too_large(18_400_000)
+    'the article is larger than 1 MB of text (18.4 MB)'
+    """
+    return f"the article is larger than {MAX_ARTICLE_TEXT_BYTES // 1_000_000} MB of text ({size_bytes / 1_000_000:.1f} MB)"
+
 
 ARTICLE_KINDS = ("news", "analysis", "insight")
 

@@ -27,8 +27,11 @@ it and sends it to every active subscriber. A worker started after the send
 time still sends that week's issue; a send interrupted by a restart resumes
 where it stopped, and temporary SMTP failures are retried by the same task.
 
+At the same checks it deletes trades' Idempotency-Keys older than
+IDEMPOTENCY_KEY_TTL_S (default 7 days), so that table does not grow forever.
+
 Run one or more workers beside `bellwether serve`; --no-schedule leaves the
-schedule to another worker.
+schedule and the sweep to another worker.
 
 Examples:
   bellwether worker                         run queued tasks and the weekly send
@@ -61,7 +64,7 @@ class Command(DetailedHelp, DbWorkerCommand):
 
 
 def check_schedule() -> None:
-    """Enqueue this week's highlights if due; log and survive any error (the next check tries again)."""
+    """Enqueue this week's highlights if due and sweep expired idempotency keys; log and survive any error (the next check tries again)."""
     from bellwether.highlights.tasks import schedule_due_issue
 
     try:
@@ -71,8 +74,22 @@ def check_schedule() -> None:
             logger.warning("Queued weekly highlights #%s (%s)", issue.number, issue.schedule_key)
     except Exception:
         logger.exception("Weekly highlights schedule check failed")
+    try:
+        sweep_expired()
+    except Exception:
+        logger.exception("Sweeping expired idempotency keys failed")
     finally:
         connection.close()
+
+
+def sweep_expired() -> int:
+    """Delete expired trade idempotency keys; return how many went."""
+    from bellwether.markets.services import sweep_idempotency_keys
+
+    deleted = sweep_idempotency_keys()
+    if deleted:
+        logger.info("Deleted %s expired idempotency key(s)", deleted)
+    return deleted
 
 
 def _schedule_loop(every: float) -> None:
