@@ -316,7 +316,9 @@ class IssueSendView(IssuePage):
             return redirect(url("edit", issue.number))
         summary = sending.send_issue(issue=issue, batch_size=ADMIN_SEND_LIMIT, stop_after=ADMIN_SEND_LIMIT)
         line = f"Issue #{issue.number}: {summary.as_line()}."
-        if summary.errors:
+        if summary.stop_reason:
+            messages.error(request, f"{line} The send stopped: {summary.stop_reason}")
+        elif summary.errors:
             messages.warning(request, f"{line} First problem: {summary.errors[0]}")
         elif summary.remaining:
             messages.warning(

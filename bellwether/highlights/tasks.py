@@ -45,12 +45,31 @@ def send_time(moment: datetime) -> datetime:
 BACKEND = "worker"
 
 
+#: First delay before a stopped send is tried again; it doubles while runs keep
+#: stopping without sending anything, up to STOPPED_RETRY_MAX_S.
+STOPPED_RETRY_BASE_S = 60
+STOPPED_RETRY_MAX_S = 3600
+
+
+def stopped_retry_delay(stopped_runs: int) -> timedelta:
+    """Return the wait before a stopped send is tried again, when the ``stopped_runs`` runs before it stopped without sending too.
+
+    >>> [int(stopped_retry_delay(n).total_seconds() // 60) for n in (0, 1, 2, 6, 7, 30)]
+    [1, 2, 4, 60, 60, 60]
+    """
+    return timedelta(seconds=min(STOPPED_RETRY_BASE_S * 2 ** min(stopped_runs, 12), STOPPED_RETRY_MAX_S))
+
+
 @task(backend=BACKEND)
-def send_weekly_issue(schedule_key: str) -> dict:
+def send_weekly_issue(schedule_key: str, stopped_runs: int = 0) -> dict:
     """Build the issue reserved for ``schedule_key`` if it is not built yet, then send it.
 
     Enqueues itself again for the earliest retry when temporary failures are
-    left, so the worker finishes the issue without anyone watching.
+    left, so the worker finishes the issue without anyone watching. A run that
+    stopped on a server problem (a refused login, a relay refusing everyone,
+    a lost connection) is tried again after a minute, then after twice as long
+    each time another run stops without sending anything (``stopped_runs``),
+    up to an hour.
     """
     from . import building, sending
 
@@ -58,17 +77,26 @@ def send_weekly_issue(schedule_key: str) -> dict:
     if issue.status == Issue.Status.DRAFT:
         issue = building.build_issue(issue=issue)
     summary = sending.send_issue(issue=issue)
-    if summary.remaining:
+    if summary.stop_reason:
+        # Progress restarts the series: the problem may be over.
+        in_a_row = 0 if summary.sent else stopped_runs
+        run_after = timezone.now() + stopped_retry_delay(in_a_row)
+        send_weekly_issue.using(run_after=run_after).enqueue(schedule_key, stopped_runs=in_a_row + 1)
+        logger.warning(
+            "Weekly highlights #%s (%s) stopped (%s); trying again at %s.", issue.number, schedule_key, summary.stop_reason, run_after
+        )
+    elif summary.remaining:
         earliest = (
             Delivery.objects.filter(issue=issue, status=Delivery.Status.RETRY, next_attempt_at__isnull=False)
             .order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
         )
-        # Without a retry time (the SMTP server was unreachable) try again in a minute.
+        # Without a retry time (another worker holds the rest) look again in a minute.
         run_after = earliest or timezone.now() + timedelta(minutes=1)
         send_weekly_issue.using(run_after=run_after).enqueue(schedule_key)
     logger.info("Weekly highlights #%s (%s): %s", issue.number, schedule_key, summary.as_line())
     return {"issue": issue.number, "sent": summary.sent, "retried": summary.retried, "failed": summary.failed,
-            "uncertain": summary.uncertain, "skipped": summary.skipped, "remaining": summary.remaining}
+            "bounced": summary.bounced, "released": summary.released, "uncertain": summary.uncertain,
+            "skipped": summary.skipped, "remaining": summary.remaining, "stopped": summary.stop_reason}
 
 
 def schedule_due_issue(*, now: datetime | None = None) -> Issue | None:

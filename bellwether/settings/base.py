@@ -188,6 +188,8 @@ WAGTAILSEARCH_BACKENDS = {
     "default": {"BACKEND": "wagtail.search.backends.database"},
 }
 WAGTAIL_MODERATION_ENABLED = True
+# No avatars fetched from an outside service: the admin loads nothing from elsewhere.
+WAGTAIL_GRAVATAR_PROVIDER_URL = None
 WAGTAILDOCS_EXTENSIONS = ["csv", "docx", "odt", "pdf", "pptx", "rtf", "txt", "xlsx", "zip"]
 TAGGIT_CASE_INSENSITIVE = True
 
@@ -237,5 +239,15 @@ HIGHLIGHTS_WEEKDAY = env_int("HIGHLIGHTS_WEEKDAY", 4)  # Monday = 0: Friday
 HIGHLIGHTS_TIME = env_str("HIGHLIGHTS_TIME", "07:00")
 HIGHLIGHTS_TIME_ZONE = env_str("HIGHLIGHTS_TIME_ZONE", "UTC")
 HIGHLIGHTS_BATCH_SIZE = env_int("HIGHLIGHTS_BATCH_SIZE", 200)
+# Recipients refused in a row at RCPT after which a send stops: the relay is
+# then likely refusing everyone, so nobody is marked bounced (docs/highlights.md).
+HIGHLIGHTS_MAX_CONSECUTIVE_REFUSALS = env_int("HIGHLIGHTS_MAX_CONSECUTIVE_REFUSALS", 20)
 # How long a subscription confirmation link stays valid.
 HIGHLIGHTS_CONFIRM_MAX_AGE_S = env_int("HIGHLIGHTS_CONFIRM_MAX_AGE_S", 3 * 24 * 3600)
+# Confirmation mails to one address: a second one only after
+# HIGHLIGHTS_CONFIRM_RESEND_S, then twice as long each time, at most
+# HIGHLIGHTS_CONFIRM_RESEND_MAX_S; confirming starts the series again.
+HIGHLIGHTS_CONFIRM_RESEND_S = env_int("HIGHLIGHTS_CONFIRM_RESEND_S", 60)
+HIGHLIGHTS_CONFIRM_RESEND_MAX_S = env_int("HIGHLIGHTS_CONFIRM_RESEND_MAX_S", 24 * 3600)
+# Sign-ups through the public form from one IP address per hour (0: no limit).
+HIGHLIGHTS_SIGNUPS_PER_IP_PER_HOUR = env_int("HIGHLIGHTS_SIGNUPS_PER_IP_PER_HOUR", 20)

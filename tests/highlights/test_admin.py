@@ -306,3 +306,15 @@ def test_csrf_is_enforced_on_every_post(editor, built, stories):
     assert (Issue.objects.count(), built.intro, built.dropped, built.status) == (1, "", [], "built")
     assert Delivery.objects.count() == 0
     assert mail.outbox == []
+
+
+def test_a_send_stopped_by_the_server_says_why_and_bounces_nobody(editor_client, built, smtp):
+    """A server refusing the message at DATA stops the run: the editor reads the reason, every reader stays subscribed."""
+    smtp.data_reply = "554 5.6.0 Message refused"
+    for n in range(3):
+        subscribe(f"reader{n}@example.org")
+    response = editor_client.post(url("send", 1), follow=True)
+    shown = [str(m) for m in response.context["messages"] if str(m).startswith("Issue #1")]
+    assert len(shown) == 1 and "The send stopped:" in shown[0] and "554" in shown[0], shown
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {Subscriber.Status.ACTIVE}
+    assert smtp.messages == []

@@ -1,95 +1,23 @@
-"""Sending an issue through a real SMTP server (aiosmtpd on 127.0.0.1): headers, parts, crash safety, retries, bounces."""
+"""Sending an issue through a real SMTP server (aiosmtpd on 127.0.0.1, see conftest.py): headers, parts, crash safety, retries, bounces."""
 
 from __future__ import annotations
 
-import email
-import socket
 from collections import Counter
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from email.policy import default as default_policy
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.test import Client
 from django.urls import resolve
 from django.utils import timezone
 
 from bellwether.highlights import sending
 from bellwether.highlights.models import Delivery, Issue, Subscriber
+from tests.highlights.conftest import FROM, SITE, built_issue, delivery_statuses, free_port, subscribers
 
 pytestmark = pytest.mark.django_db
-
-SITE = "https://news.example.org"
-FROM = "Bellwether <newsroom@news.example.org>"
-
-
-# --- a real SMTP server ----------------------------------------------------------------------------
-
-
-class Recorder:
-    """An aiosmtpd handler that keeps every accepted message and can refuse chosen recipients."""
-
-    def __init__(self):
-        self.messages: list[email.message.EmailMessage] = []
-        self.refuse: dict[str, str] = {}  # address -> SMTP reply for RCPT TO
-        self.refuse_times: Counter = Counter()  # address -> how many more times to refuse
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse and self.refuse_times[address] > 0:
-            self.refuse_times[address] -= 1
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=default_policy))
-        return "250 Message accepted for delivery"
-
-    def per_recipient(self) -> Counter:
-        return Counter(str(message["To"]) for message in self.messages)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def smtp(settings):
-    recorder = Recorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = controller.port
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_USE_SSL = False
-    settings.EMAIL_TIMEOUT = 10
-    settings.SITE_URL = SITE
-    settings.DEFAULT_FROM_EMAIL = FROM
-    yield recorder
-    controller.stop()
-
-
-def _subscribers(count: int, status=Subscriber.Status.ACTIVE) -> list[Subscriber]:
-    return [Subscriber.objects.create(email=f"reader{i}@example.com", status=status) for i in range(count)]
-
-
-def _issue(number: int = 1) -> Issue:
-    now = timezone.now()
-    return Issue.objects.create(
-        number=number, week_start=now - timedelta(days=7), week_end=now, status=Issue.Status.BUILT, subject=f"Weekly highlights #{number}"
-    )
-
-
-def _statuses(issue: Issue) -> Counter:
-    return Counter(issue.deliveries.values_list("status", flat=True))
 
 
 # --- tests -----------------------------------------------------------------------------------------
@@ -97,10 +25,10 @@ def _statuses(issue: Issue) -> Counter:
 
 def test_prepare_deliveries_creates_one_row_per_active_subscriber_and_is_idempotent():
     """Only active subscribers get a delivery, and preparing twice adds nothing."""
-    _subscribers(3)
+    subscribers(3)
     Subscriber.objects.create(email="pending@example.com", status=Subscriber.Status.PENDING)
     Subscriber.objects.create(email="gone@example.com", status=Subscriber.Status.UNSUBSCRIBED)
-    issue = _issue()
+    issue = built_issue()
     assert sending.prepare_deliveries(issue=issue) == 3
     assert sending.prepare_deliveries(issue=issue) == 3
     assert Delivery.objects.filter(issue=issue, status=Delivery.Status.PENDING).count() == 3
@@ -108,8 +36,8 @@ def test_prepare_deliveries_creates_one_row_per_active_subscriber_and_is_idempot
 
 def test_messages_arrive_with_both_parts_and_list_headers(smtp):
     """Each subscriber gets one message with text and HTML parts, Message-ID, Date, From and RFC 8058 unsubscribe headers."""
-    readers = _subscribers(3)
-    issue = _issue()
+    readers = subscribers(3)
+    issue = built_issue()
     before = datetime.now(dt_timezone.utc).replace(microsecond=0)
     summary = sending.send_issue(issue=issue, batch_size=2)
     assert (summary.sent, summary.retried, summary.failed, summary.uncertain, summary.skipped) == (3, 0, 0, 0, 0)
@@ -149,8 +77,8 @@ def test_messages_arrive_with_both_parts_and_list_headers(smtp):
 
 def test_unsubscribe_link_in_the_header_resolves_to_the_unsubscribe_view(smtp):
     """The https URL in List-Unsubscribe is on the site and routes to highlights:unsubscribe with the subscriber's token."""
-    reader = _subscribers(1)[0]
-    sending.send_issue(issue=_issue())
+    reader = subscribers(1)[0]
+    sending.send_issue(issue=built_issue())
     header = str(smtp.messages[0]["List-Unsubscribe"]).strip()
     url = header.split(",")[0].strip().strip("<>")
     parts = urlsplit(url)
@@ -164,8 +92,8 @@ def test_every_site_link_in_the_html_part_resolves(smtp):
     """Each href on the site in the received HTML resolves to a URL pattern (no dead links in the email)."""
     import re
 
-    _subscribers(1)
-    sending.send_issue(issue=_issue())
+    subscribers(1)
+    sending.send_issue(issue=built_issue())
     html = smtp.messages[0].get_body(("html",)).get_content()
     links = {link for link in re.findall(r'href="([^"]+)"', html) if link.startswith(SITE)}
     assert f"{SITE}/highlights/unsubscribe/{Subscriber.objects.get().token}/" in links
@@ -175,8 +103,8 @@ def test_every_site_link_in_the_html_part_resolves(smtp):
 
 def test_one_click_post_from_the_header_unsubscribes(smtp):
     """The RFC 8058 POST (List-Unsubscribe=One-Click, no login, no CSRF token) to the header's URL unsubscribes the reader."""
-    reader = _subscribers(1)[0]
-    sending.send_issue(issue=_issue())
+    reader = subscribers(1)[0]
+    sending.send_issue(issue=built_issue())
     url = str(smtp.messages[0]["List-Unsubscribe"]).strip().split(",")[0].strip().strip("<>")
     response = Client(enforce_csrf_checks=True).post(
         urlsplit(url).path, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
@@ -188,14 +116,14 @@ def test_one_click_post_from_the_header_unsubscribes(smtp):
 
 def test_a_send_stopped_halfway_and_resumed_mails_everyone_exactly_once(smtp):
     """Stopping after 4 of 10 messages, then resuming, delivers each subscriber exactly one message."""
-    readers = _subscribers(10)
-    issue = _issue()
+    readers = subscribers(10)
+    issue = built_issue()
     first = sending.send_issue(issue=issue, batch_size=3, stop_after=4)
     assert first.sent == 4 and first.stopped is True
     assert len(smtp.messages) == 4
     issue.refresh_from_db()
     assert issue.status == Issue.Status.SENDING
-    assert _statuses(issue) == Counter({"sent": 4, "pending": 6})
+    assert delivery_statuses(issue) == Counter({"sent": 4, "pending": 6})
 
     second = sending.send_issue(issue=issue, batch_size=3)
     assert (second.sent, second.uncertain, second.remaining) == (6, 0, 0)
@@ -210,8 +138,8 @@ def test_a_send_stopped_halfway_and_resumed_mails_everyone_exactly_once(smtp):
 
 def test_a_crash_after_smtp_accepted_leaves_an_uncertain_delivery_that_is_not_resent(smtp, monkeypatch):
     """A process killed between SMTP's acceptance and the record leaves `sending`; the next run marks it uncertain and sends only the others."""
-    readers = _subscribers(6)
-    issue = _issue()
+    readers = subscribers(6)
+    issue = built_issue()
     real_record = sending._record_sent
     calls = {"n": 0}
 
@@ -225,7 +153,7 @@ def test_a_crash_after_smtp_accepted_leaves_an_uncertain_delivery_that_is_not_re
     with pytest.raises(KeyboardInterrupt):
         sending.send_issue(issue=issue, batch_size=4)
     monkeypatch.setattr(sending, "_record_sent", real_record)
-    assert _statuses(issue) == Counter({"sent": 2, "sending": 1, "pending": 3})
+    assert delivery_statuses(issue) == Counter({"sent": 2, "sending": 1, "pending": 3})
     in_doubt = Delivery.objects.get(issue=issue, status=Delivery.Status.SENDING)
 
     resumed = sending.send_issue(issue=issue, batch_size=4)
@@ -243,8 +171,8 @@ def test_a_crash_after_smtp_accepted_leaves_an_uncertain_delivery_that_is_not_re
 
 def test_a_delivery_left_sending_becomes_uncertain_and_is_not_resent(smtp):
     """A delivery found `sending` at start is marked uncertain and the SMTP server never sees it."""
-    readers = _subscribers(2)
-    issue = _issue()
+    readers = subscribers(2)
+    issue = built_issue()
     sending.prepare_deliveries(issue=issue)
     Issue.objects.filter(pk=issue.pk).update(status=Issue.Status.SENDING)
     Delivery.objects.filter(subscriber=readers[0]).update(status=Delivery.Status.SENDING, message_id="<x@news.example.org>", attempts=1)
@@ -256,11 +184,11 @@ def test_a_delivery_left_sending_becomes_uncertain_and_is_not_resent(smtp):
 
 def test_a_temporary_refusal_is_retried_with_backoff_and_later_succeeds(smtp):
     """A 451 on RCPT puts the delivery in retry one minute later (then two); once due and accepted it is sent, once."""
-    readers = _subscribers(3)
+    readers = subscribers(3)
     flaky = readers[1].email
     smtp.refuse[flaky] = "451 4.7.1 Try again later"
     smtp.refuse_times[flaky] = 2
-    issue = _issue()
+    issue = built_issue()
 
     started = timezone.now()
     first = sending.send_issue(issue=issue)
@@ -297,10 +225,10 @@ def test_a_temporary_refusal_is_retried_with_backoff_and_later_succeeds(smtp):
 def test_temporary_failures_give_up_after_max_attempts(smtp, monkeypatch):
     """After MAX_ATTEMPTS temporary refusals the delivery is failed, and the subscriber stays active."""
     monkeypatch.setattr(sending, "MAX_ATTEMPTS", 2)
-    reader = _subscribers(1)[0]
+    reader = subscribers(1)[0]
     smtp.refuse[reader.email] = "452 4.2.2 Mailbox full"
     smtp.refuse_times[reader.email] = 10
-    issue = _issue()
+    issue = built_issue()
     assert sending.send_issue(issue=issue).retried == 1
     Delivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert sending.send_issue(issue=issue).failed == 1
@@ -314,20 +242,20 @@ def test_temporary_failures_give_up_after_max_attempts(smtp, monkeypatch):
 
 
 def test_a_permanent_refusal_bounces_the_subscriber_who_gets_no_later_issue(smtp):
-    """A 550 fails the delivery and marks the subscriber bounced; the next issue does not mail them."""
-    readers = _subscribers(3)
+    """A 550 5.1.1 at RCPT fails the delivery and marks the subscriber bounced; the next issue does not mail them."""
+    readers = subscribers(3)
     bad = readers[2]
     smtp.refuse[bad.email] = "550 5.1.1 No such user"
     smtp.refuse_times[bad.email] = 1
-    first = sending.send_issue(issue=_issue(1))
-    assert (first.sent, first.failed) == (2, 1)
+    first = sending.send_issue(issue=built_issue(1))
+    assert (first.sent, first.failed, first.bounced) == (2, 0, 1)
     delivery = Delivery.objects.get(subscriber=bad)
     assert delivery.status == Delivery.Status.FAILED
-    assert delivery.last_error.startswith("550")
+    assert delivery.last_error == "550 5.1.1 No such user"
     bad.refresh_from_db()
-    assert bad.status == Subscriber.Status.BOUNCED
+    assert (bad.status, bad.bounce_reason) == (Subscriber.Status.BOUNCED, "550 5.1.1 No such user")
 
-    second_issue = _issue(2)
+    second_issue = built_issue(2)
     second = sending.send_issue(issue=second_issue)
     assert second.sent == 2
     assert not Delivery.objects.filter(issue=second_issue, subscriber=bad).exists()
@@ -336,8 +264,8 @@ def test_a_permanent_refusal_bounces_the_subscriber_who_gets_no_later_issue(smtp
 
 def test_a_subscriber_who_left_before_their_turn_is_skipped(smtp):
     """A delivery whose subscriber unsubscribed after the deliveries were prepared is skipped, not sent."""
-    readers = _subscribers(3)
-    issue = _issue()
+    readers = subscribers(3)
+    issue = built_issue()
     first = sending.send_issue(issue=issue, stop_after=1)
     assert first.sent == 1
     Subscriber.objects.filter(pk=readers[2].pk).update(status=Subscriber.Status.UNSUBSCRIBED)
@@ -349,8 +277,8 @@ def test_a_subscriber_who_left_before_their_turn_is_skipped(smtp):
 
 def test_a_draft_issue_is_refused():
     """Sending a draft raises SendingError and creates no deliveries."""
-    _subscribers(1)
-    issue = _issue()
+    subscribers(1)
+    issue = built_issue()
     Issue.objects.filter(pk=issue.pk).update(status=Issue.Status.DRAFT)
     issue.refresh_from_db()
     with pytest.raises(sending.SendingError):
@@ -362,14 +290,15 @@ def test_an_unreachable_smtp_server_leaves_everything_pending(settings):
     """With no SMTP server listening the run stops with an error and every delivery stays pending."""
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = _free_port()
+    settings.EMAIL_PORT = free_port()
     settings.EMAIL_TIMEOUT = 2
-    _subscribers(2)
-    issue = _issue()
+    subscribers(2)
+    issue = built_issue()
     summary = sending.send_issue(issue=issue)
     assert summary.stopped is True and summary.sent == 0
-    assert summary.errors[0].startswith("Could not connect to the SMTP server")
-    assert _statuses(issue) == Counter({"pending": 2})
+    assert summary.stop_reason.startswith("Could not connect to the SMTP server: ")
+    assert summary.errors == [summary.stop_reason]
+    assert delivery_statuses(issue) == Counter({"pending": 2})
 
 
 def test_one_smtp_connection_per_batch(smtp, monkeypatch):
@@ -386,8 +315,8 @@ def test_one_smtp_connection_per_batch(smtp, monkeypatch):
         return created
 
     monkeypatch.setattr(EmailBackend, "open", counting_open)
-    _subscribers(7)
-    assert sending.send_issue(issue=_issue(), batch_size=3).sent == 7
+    subscribers(7)
+    assert sending.send_issue(issue=built_issue(), batch_size=3).sent == 7
     assert opened["n"] == 3
 
 
@@ -458,10 +387,13 @@ def test_the_weekly_task_builds_the_reserved_issue_and_sends_it(smtp, berlin_fri
 
     from bellwether.highlights.tasks import schedule_due_issue, send_weekly_issue
 
-    readers = _subscribers(2)
+    readers = subscribers(2)
     schedule_due_issue(now=datetime(2026, 11, 20, 7, 30, tzinfo=ZoneInfo("Europe/Berlin")))
     result = send_weekly_issue.call("2026-W47")
-    assert result == {"issue": 1, "sent": 2, "retried": 0, "failed": 0, "uncertain": 0, "skipped": 0, "remaining": 0}
+    assert result == {
+        "issue": 1, "sent": 2, "retried": 0, "failed": 0, "bounced": 0, "released": 0, "uncertain": 0, "skipped": 0,
+        "remaining": 0, "stopped": "",
+    }
     assert smtp.per_recipient() == Counter({r.email: 1 for r in readers})
     assert Issue.objects.get(schedule_key="2026-W47").status == Issue.Status.SENT
 
@@ -472,10 +404,10 @@ def test_the_weekly_task_requeues_itself_for_retries(smtp, monkeypatch):
 
     from bellwether.highlights.tasks import send_weekly_issue
 
-    reader = _subscribers(1)[0]
-    smtp.refuse[reader.email] = "421 4.3.2 Busy"
+    reader = subscribers(1)[0]
+    smtp.refuse[reader.email] = "450 4.2.1 Mailbox busy"
     smtp.refuse_times[reader.email] = 1
-    issue = _issue()
+    issue = built_issue()
     Issue.objects.filter(pk=issue.pk).update(schedule_key="2026-W47")
     result = send_weekly_issue.call("2026-W47")
     assert (result["retried"], result["remaining"]) == (1, 1)
@@ -493,12 +425,12 @@ def test_the_send_command_prints_a_summary(smtp):
 
     from django.core.management import call_command
 
-    _subscribers(3)
-    _issue(1)
+    subscribers(3)
+    built_issue(1)
     out, err = StringIO(), StringIO()
     call_command("highlights", "send", "--batch-size", "2", "--no-progress", stdout=out, stderr=err)
     assert out.getvalue().splitlines() == [
         "Sending issue #1 (Weekly highlights #1) to 3 subscriber(s) in batches of 2",
-        "Issue #1: sent 3, retried 0, failed 0, uncertain 0, skipped 0; 0 left to send; issue is sent",
+        "Issue #1: sent 3, retried 0, failed 0, bounced 0, released 0, uncertain 0, skipped 0; 0 left to send; issue is sent",
     ]
     assert len(smtp.messages) == 3

@@ -24,6 +24,10 @@ HIGHLIGHTS_TIME_ZONE).
             a summary. Safe to run again: only messages not yet sent go out, a message
             whose outcome is unknown after a crash is marked uncertain (never resent),
             temporary failures wait for their retry time (run send again later).
+            Only an unknown address (5.1.x at RCPT) bounces a subscriber. A refused
+            login, sender or message, a connection lost twice, or
+            HIGHLIGHTS_MAX_CONSECUTIVE_REFUSALS recipients refused in a row stop
+            the send without touching anyone: it says why and exits with status 1.
 
 Examples:
   bellwether highlights build --intro "A busy week for the polls." --pin article:12 --drop market:7
@@ -62,8 +66,9 @@ class Command(DetailedHelp, BaseCommand):
         send = actions.add_parser(
             "send", help="mail an issue to every active subscriber",
             description="Mail an issue to every active subscriber through the configured SMTP server, in batches "
-            "over one connection each, with a progress bar and a summary (sent, retried, failed, uncertain, "
-            "skipped). Running it again only sends what is still due; nobody gets a message twice.",
+            "over one connection each, with a progress bar and a summary (sent, retried, failed, bounced, released, "
+            "uncertain, skipped). Running it again only sends what is still due; nobody gets a message twice. "
+            "A server problem stops the send without touching any subscriber and exits with status 1.",
         )
         send.add_argument("--number", type=int, help="the issue to send (default: the newest built or unfinished one)")
         send.add_argument(
@@ -140,14 +145,20 @@ class Command(DetailedHelp, BaseCommand):
                 bar.close()
         issue.refresh_from_db()
         self.stdout.write(f"Issue #{issue.number}: {summary.as_line()}; {summary.remaining} left to send; issue is {issue.status}")
-        for line in summary.errors[:10]:
+        problems = summary.errors[:-1] if summary.stop_reason else summary.errors
+        for line in problems[:10]:
             self.stderr.write(f"  {line}")
-        if len(summary.errors) > 10:
-            self.stderr.write(f"  ... and {len(summary.errors) - 10} more")
+        if len(problems) > 10:
+            self.stderr.write(f"  ... and {len(problems) - 10} more")
         if summary.uncertain:
             self.stderr.write(
                 f"{summary.uncertain} message(s) may or may not have gone out when an earlier send stopped: "
                 "they are marked uncertain and will not be resent (see the deliveries in the admin)."
+            )
+        if summary.stop_reason:
+            raise CommandError(
+                f"The send stopped. {summary.stop_reason.rstrip('.')}. {summary.remaining} deliveries wait; "
+                "run `bellwether highlights send` again once this is fixed."
             )
         if summary.remaining:
             self.stdout.write("Run `bellwether highlights send` again later for the retries (the worker does it by itself).")
