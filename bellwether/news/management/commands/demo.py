@@ -1,9 +1,5 @@
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +9,6 @@ from django.core.management.base import BaseCommand
 
 DEMO_CONTENT = Path(__file__).resolve().parents[2] / "demo_content"
 SEEDS = settings.BASE_DIR.parent / "shared" / "seeds"
-TRADERS_STOP_TIMEOUT_S = 10
 
 
 def demo_traders(option: int | None) -> int:
@@ -31,31 +26,6 @@ def simulator_argv(*, traders: int) -> list[str] | None:
     if traders <= 0:
         return None
     return [sys.executable, "-m", "bellwether.cli", "simulate", "--traders", str(traders), "--verbosity", "0"]
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to the child if the demo dies without stopping it (best effort)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def start_traders(argv: list[str]) -> subprocess.Popen:
-    """Start the simulated traders in their own process, with this process's environment and settings."""
-    preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    return subprocess.Popen(argv, env=dict(os.environ), preexec_fn=preexec)
-
-
-def stop_traders(process: subprocess.Popen) -> None:
-    """Stop the simulated traders' process: SIGTERM, then SIGKILL if it lingers."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=TRADERS_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class Command(BaseCommand):
@@ -110,16 +80,15 @@ class Command(BaseCommand):
         )
         if no_serve:
             return
+        from bellwether.server import Companion
+
         count = demo_traders(traders)
         argv = simulator_argv(traders=count)
-        process = start_traders(argv) if argv else None
-        if process is not None:
+        companions = [Companion(name="simulated traders", argv=argv)] if argv else []
+        if companions:
             self.stdout.write(
                 f"{count} simulated traders (sim-ana, sim-bo, ...) are trading the open markets; "
                 "turn them off with `bellwether demo --traders 0` or DEMO_TRADERS=0.\n"
             )
-        try:
-            call_command("serve", host=host, port=port)
-        finally:
-            if process is not None:
-                stop_traders(process)
+        # The server supervises the traders with its own children: one Ctrl-C stops them all.
+        call_command("serve", host=host, port=port, companions=companions)
