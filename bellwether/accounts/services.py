@@ -101,6 +101,17 @@ def authenticate_token(raw: str):
     return token.user
 
 
+def user_id_for_token(raw: str) -> int | None:
+    """Return the id of the active user behind a working token, or None; records nothing (rate limits use it)."""
+    if not raw.startswith(TOKEN_PREFIX) or len(raw) > 100:
+        return None
+    return (
+        ApiToken.objects.filter(key_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True)
+        .values_list("user_id", flat=True)
+        .first()
+    )
+
+
 def hash_token(raw: str) -> str:
     """Return the stored form of a token (SHA-256; tokens carry 256 random bits)."""
     return hashlib.sha256(raw.encode()).hexdigest()

@@ -5,6 +5,10 @@ rendered at. Publishing, unpublishing or moving a page bumps the generation
 (bellwether.news.signals); each process re-reads it at most once every
 PAGE_CACHE_CHECK_S seconds, so a change reaches every process within about a
 second while a cached page costs no query at all in between.
+
+Pages (and the market panels) live in the "pages" cache alias, of their own:
+any URL a visitor asks for adds an entry, and the evictions that follow must
+never touch a failed-login count or a rate limit ("counters" alias).
 """
 
 from __future__ import annotations
@@ -13,9 +17,14 @@ import threading
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.signals import setting_changed
 from django.db import DatabaseError
+from django.dispatch import receiver
+from django.utils.connection import ConnectionProxy
 
+PAGES = "pages"
+page_cache = ConnectionProxy(caches, PAGES)
 KEY_PARAMS = ("page",)
 MESSAGES_COOKIE = "messages"  # django.contrib.messages' cookie storage
 SKIP_PREFIXES = ("/api/", "/admin/", "/django-admin/", "/health/", "/search/", "/documents/", "/static/", "/media/")
@@ -58,14 +67,14 @@ class PublicPageCacheMiddleware:
         key = self._key(request)
         if key is None:
             return self.get_response(request)
-        cached = cache.get(key)
+        cached = page_cache.get(key)
         if cached is not None:
             cached["X-Page-Cache"] = "hit"
             return cached
         response = self.get_response(request)
         if self._cacheable(response):
             response["X-Page-Cache"] = "miss"
-            cache.set(key, response, settings.PAGE_CACHE_TTL_S)
+            page_cache.set(key, response, settings.PAGE_CACHE_TTL_S)
         return response
 
     def _key(self, request) -> str | None:
@@ -94,3 +103,10 @@ class PublicPageCacheMiddleware:
             and "private" not in cache_control
             and "no-store" not in cache_control
         )
+
+
+@receiver(setting_changed, dispatch_uid="bellwether.news.middleware.clear_page_cache")
+def clear_page_cache(*, setting, **kwargs) -> None:
+    """Empty the page cache when its time limits change (tests), so no entry outlives the setting that stored it."""
+    if setting in ("PAGE_CACHE_TTL_S", "PANEL_CACHE_TTL_S"):
+        page_cache.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .env import BASE_DIR, VAR_DIR, database_config, env_bool, env_float, env_int, env_list, env_optional, env_str
 
 PROJECT_DIR = BASE_DIR / "bellwether"
@@ -52,6 +54,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "bellwether.security.ContentSecurityPolicyMiddleware",
+    # NUL bytes and oversized API bodies are refused before anything reads them (bellwether/request_guard.py).
+    "bellwether.request_guard.RequestGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "bellwether.news.middleware.PublicPageCacheMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -59,6 +63,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "bellwether.ratelimit.ApiRateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "wagtail.contrib.redirects.middleware.RedirectMiddleware",
@@ -90,12 +95,34 @@ TEMPLATES = [
 DATABASES = {"default": database_config()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Three caches, one per kind of data (docs/operations.md):
+# - "default": per process, for what libraries (Wagtail) keep for themselves;
+# - "pages": per process, rendered public pages and market panels; traffic
+#   fills it and evicts old entries, so nothing that must hold lives there;
+# - "counters": shared by every process, never culled while live: failed-login
+#   lockouts, rate limits, confirmation-mail backoff (bellwether/ratelimit.py).
+#   The database (table bellwether_counters, made by `bellwether migrate`),
+#   or Redis when CACHE_URL is redis://host:port/db.
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    _COUNTERS_CACHE = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "bellwether"}
+elif CACHE_URL:
+    raise ImproperlyConfigured("CACHE_URL must be empty (the database) or a redis://, rediss:// or unix:// URL.")
+else:
+    # MAX_ENTRIES only decides when expired rows are swept: CounterCache never drops a live one.
+    _COUNTERS_CACHE = {"BACKEND": "bellwether.ratelimit.CounterCache", "LOCATION": "bellwether_counters", "OPTIONS": {"MAX_ENTRIES": 1000}}
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "bellwether",
         "OPTIONS": {"MAX_ENTRIES": 5000},
-    }
+    },
+    "pages": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "bellwether-pages",
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    },
+    "counters": _COUNTERS_CACHE,
 }
 # Seconds a rendered public page may be served from the per-process cache.
 # Publishing bumps a generation counter, so edits show up within
@@ -131,13 +158,24 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Bellwether] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SITE_URL.startswith("https") else "http"
 # Failed logins: at most 5 per username and 20 per IP address in 5 minutes;
 # past that, the login form refuses until the window passes. Counts live in
-# the cache (per process unless CACHES points at a shared cache).
+# the shared "counters" cache (AccountsConfig.ready points allauth there).
 ACCOUNT_RATE_LIMITS = {
     "login_failed": "20/5m/ip,5/5m/key",
     "signup": "20/h/ip",
     "reset_password": "20/m/ip,5/m/key",
     "confirm_email": "1/3m/key",
 }
+# Behind a reverse proxy that appends the client to X-Forwarded-For (nginx in
+# docs/operations.md), set 1: every per-IP limit then sees the real client.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# API rate limits (bellwether/ratelimit.py), per minute, answered with 429 and
+# Retry-After; 0 switches one off. Each request counts against its IP address
+# and, when it carries one, its bearer token or session; trades also count
+# against their user.
+API_IP_RATE_LIMIT_PER_MIN = env_int("API_IP_RATE_LIMIT_PER_MIN", 600)
+API_RATE_LIMIT_PER_MIN = env_int("API_RATE_LIMIT_PER_MIN", 600)
+API_TRADE_RATE_LIMIT_PER_MIN = env_int("API_TRADE_RATE_LIMIT_PER_MIN", 60)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -219,6 +257,11 @@ LIVE_PORT = env_int("LIVE_PORT", 0)
 LIVE_POLL_S = env_float("LIVE_POLL_S", 0.1)
 # Seconds of silence after which a stream sends a ": ping" comment.
 LIVE_HEARTBEAT_S = env_float("LIVE_HEARTBEAT_S", 15.0)
+# Resumed streams replay from the database a page of LIVE_REPLAY_PAGE trades
+# at a time, with at most LIVE_REPLAY_READERS pages read at once per live
+# process: what bounds a live worker's memory when many streams resume.
+LIVE_REPLAY_PAGE = env_int("LIVE_REPLAY_PAGE", 100)
+LIVE_REPLAY_READERS = env_int("LIVE_REPLAY_READERS", 2)
 
 # Simulated traders that `bellwether demo` may start.
 DEMO_TRADERS = env_int("DEMO_TRADERS", 3)

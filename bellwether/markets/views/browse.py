@@ -5,7 +5,8 @@ the page cache. The panels are HTML fragments that news pages fetch after
 loading (htmx, ``hx-trigger="load"``): the story itself stays in the public
 page cache while its odds stay fresh. Panels are the same for every reader
 and are fetched on every story view, so each process keeps a rendered panel
-under the newest trade's id: the first trade after it makes a new one.
+under the newest trade's id in the page cache (``news.middleware.page_cache``):
+the first trade after it makes a new one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -21,6 +21,8 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from bellwether.news.middleware import page_cache
 
 from .. import selectors
 
@@ -137,10 +139,10 @@ def _fragment(name: str, build) -> HttpResponse:
     if ttl <= 0:
         return HttpResponse(build(latest).strip())
     key = f"panel:{name}:{latest}"
-    html = cache.get(key)
+    html = page_cache.get(key)
     if html is None:
         html = build(latest).strip()
-        cache.set(key, html, ttl)
+        page_cache.set(key, html, ttl)
     return HttpResponse(html)
 
 
