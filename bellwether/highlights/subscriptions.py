@@ -5,6 +5,9 @@ weekly highlights": the account page reads and changes it too.
 
 - ``subscribe`` creates or reuses the single row for an address (compared
   lower-cased) and mails a signed, expiring confirmation link, after commit.
+  One address gets a second link only after HIGHLIGHTS_CONFIRM_RESEND_S, and
+  each further one waits twice as long (counted in the shared counters
+  cache), so the public form cannot flood an inbox.
 - ``confirm`` turns that link into an active subscription; a second click
   changes nothing.
 - ``unsubscribe`` needs only the subscriber's random token (no login), so the
@@ -28,15 +31,14 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from bellwether import ratelimit
+
 from .models import Subscriber
 
 logger = logging.getLogger(__name__)
 
 CONFIRM_SALT = "bellwether.highlights.confirm"
 MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
-# A second sign-up for the same pending address within this many seconds
-# mails nothing, so the public form cannot be used to flood someone's inbox.
-RESEND_INTERVAL_S = 60
 SOURCES = ("home", "article", "account", "archive", "issue", "admin", "web")
 
 _validate_email = EmailValidator(message="Enter a valid email address, such as name@example.com.")
@@ -48,6 +50,14 @@ class SubscriptionError(Exception):
 
 class InvalidEmail(SubscriptionError):
     """The address is not one mail can be sent to."""
+
+
+class TooSoon(SubscriptionError):
+    """A confirmation link went to this address too recently for another one."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class InvalidLink(SubscriptionError):
@@ -96,6 +106,8 @@ def subscribe(*, email: str, source: str, user=None) -> Result:
     one of their verified addresses, the subscription is active at once (the
     address was already confirmed); everyone else, including an address that
     bounced, gets a confirmation link valid for HIGHLIGHTS_CONFIRM_MAX_AGE_S.
+    Raise TooSoon, changing nothing, when the address got a link too
+    recently for another (``confirmation_backoff``).
     """
     address = normalise_email(email)
     source = source if source in SOURCES else "web"
@@ -115,18 +127,37 @@ def subscribe(*, email: str, source: str, user=None) -> Result:
             subscriber.unsubscribed_at = None
             subscriber.save(update_fields=["user", "source", "status", "confirmed_at", "unsubscribed_at"])
             return Result(subscriber, Outcome.ACTIVATED)
-        recently_sent = (
-            subscriber.status == Subscriber.Status.PENDING
-            and subscriber.confirmation_sent_at is not None
-            and (now - subscriber.confirmation_sent_at).total_seconds() < RESEND_INTERVAL_S
-        )
+        # Under the row lock, so two sign-ups of one address cannot both pass.
+        decision = confirmation_backoff(email=address)
+        if not decision.allowed:
+            raise TooSoon(
+                f"We sent a confirmation link to {address} a short while ago. Check your inbox and spam folder; "
+                f"another link can be sent in {ratelimit.format_wait(decision.retry_after_s)}.",
+                retry_after_s=decision.retry_after_s,
+            )
         subscriber.status = Subscriber.Status.PENDING
-        if not recently_sent:
-            subscriber.confirmation_sent_at = now
-            subscriber_id = subscriber.pk
-            transaction.on_commit(lambda: send_confirmation(subscriber_id=subscriber_id))
+        subscriber.confirmation_sent_at = now
+        subscriber_id = subscriber.pk
+        transaction.on_commit(lambda: send_confirmation(subscriber_id=subscriber_id))
         subscriber.save(update_fields=["user", "source", "status", "confirmation_sent_at"])
     return Result(subscriber, Outcome.CONFIRMATION_SENT)
+
+
+def _backoff_key(email: str) -> str:
+    return f"highlights:confirm:{ratelimit.digest(email)}"
+
+
+def confirmation_backoff(*, email: str) -> ratelimit.Decision:
+    """Allow one confirmation mail to ``email`` now, or say how long until the next may go.
+
+    The first mail goes at once; the next after HIGHLIGHTS_CONFIRM_RESEND_S,
+    then after twice that each time, up to HIGHLIGHTS_CONFIRM_RESEND_MAX_S.
+    """
+    return ratelimit.take_backoff(
+        _backoff_key(email),
+        first_wait_s=settings.HIGHLIGHTS_CONFIRM_RESEND_S,
+        max_wait_s=settings.HIGHLIGHTS_CONFIRM_RESEND_MAX_S,
+    )
 
 
 def _get_or_create_locked(*, email: str, source: str, user) -> Subscriber:
@@ -218,6 +249,8 @@ def confirm(*, signed: str) -> Result:
         subscriber.confirmed_at = timezone.now()
         subscriber.unsubscribed_at = None
         subscriber.save(update_fields=["status", "confirmed_at", "unsubscribed_at"])
+    # The owner answered: a later sign-up of this address need not wait.
+    ratelimit.reset_backoff(_backoff_key(subscriber.email))
     return Result(subscriber, Outcome.CONFIRMED)
 
 
@@ -258,16 +291,28 @@ def mark_bounced(*, subscriber: Subscriber, reason: str) -> Subscriber:
 
 
 def subscription_for_user(*, user) -> Subscriber | None:
-    """Return the subscription of a signed-in reader: the row linked to them, else the one for their primary address."""
+    """Return the subscription of a signed-in reader for one of their verified addresses, or None.
+
+    The row linked to them comes first, else the one for their primary
+    verified address, else for another verified address. Only verified
+    addresses count: anyone may sign up with someone else's address, and
+    must not see that address's subscription or its unsubscribe token.
+    """
     if user is None or not user.is_authenticated:
         return None
-    linked = Subscriber.objects.filter(user=user).order_by("-created_at").first()
-    if linked is not None:
-        return linked
-    email = primary_email(user=user)
-    if not email:
+    from allauth.account.models import EmailAddress
+
+    verified = [
+        email.lower()
+        for email in EmailAddress.objects.filter(user=user, verified=True).order_by("-primary", "pk").values_list("email", flat=True)
+    ]
+    if not verified:
         return None
-    return Subscriber.objects.filter(email=email.lower()).first()
+    rows = {row.email: row for row in Subscriber.objects.filter(email__in=verified).order_by("-created_at")}
+    linked = [row for row in rows.values() if row.user_id == user.pk]
+    if linked:
+        return linked[0]
+    return next((rows[email] for email in verified if email in rows), None)
 
 
 def primary_email(*, user) -> str:

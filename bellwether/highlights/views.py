@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from numbers import Number
 
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
@@ -19,6 +20,8 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from bellwether import ratelimit
 
 from . import subscriptions
 from .models import Issue, Subscriber
@@ -62,19 +65,42 @@ def signup_box(request):
     return render(request, "highlights/_signup_box.html", _box_context(request, source=_source(request, request.GET)))
 
 
+def _refuse(request, *, source: str, email: str, message: str, status: int, retry_after_s: int | None = None):
+    """Show the box again with ``message``: htmx gets it swapped in (200), a plain POST a page with ``status``."""
+    context = _box_context(request, source=source, email=email.strip()[:300], error=message)
+    if _is_htmx(request):
+        response = render(request, "highlights/_signup_box.html", context)
+    else:
+        response = render(request, "highlights/subscribe.html", context, status=status)
+    if retry_after_s is not None:
+        response["Retry-After"] = str(retry_after_s)
+    return response
+
+
 @never_cache
 @require_POST
 def subscribe(request):
-    """Sign an address up; answer htmx with the box's new state, a plain POST with a page."""
+    """Sign an address up; answer htmx with the box's new state, a plain POST with a page.
+
+    Sign-ups from one IP address are limited (HIGHLIGHTS_SIGNUPS_PER_IP_PER_HOUR)
+    and so are confirmation mails to one address; a refusal mails nothing.
+    """
     source = _source(request, request.POST)
     email = request.POST.get("email", "")
+    limit = settings.HIGHLIGHTS_SIGNUPS_PER_IP_PER_HOUR
+    decision = ratelimit.hit(f"highlights:signup:ip:{ratelimit.client_ip(request)}", limit=limit, window_s=3600)
+    if not decision.allowed:
+        message = (
+            f"Too many sign-ups from your network: at most {limit} an hour. "
+            f"Try again in {ratelimit.format_wait(decision.retry_after_s)}."
+        )
+        return _refuse(request, source=source, email=email, message=message, status=429, retry_after_s=decision.retry_after_s)
     try:
         result = subscriptions.subscribe(email=email, source=source, user=request.user if request.user.is_authenticated else None)
     except subscriptions.InvalidEmail as error:
-        context = _box_context(request, source=source, email=email.strip()[:300], error=str(error))
-        status = 200 if _is_htmx(request) else 400
-        template = "highlights/_signup_box.html" if _is_htmx(request) else "highlights/subscribe.html"
-        return render(request, template, context, status=status)
+        return _refuse(request, source=source, email=email, message=str(error), status=400)
+    except subscriptions.TooSoon as error:
+        return _refuse(request, source=source, email=email, message=str(error), status=429, retry_after_s=error.retry_after_s)
     context = _box_context(
         request, source=source, result=result, notice=MESSAGES[result.outcome].format(email=result.subscriber.email)
     )

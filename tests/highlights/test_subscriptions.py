@@ -14,6 +14,7 @@ from allauth.account.models import EmailAddress
 from django.core import mail, signing
 from django.test import Client
 
+from bellwether import ratelimit
 from bellwether.accounts.services import create_user
 from bellwether.highlights import subscriptions
 from bellwether.highlights.models import Subscriber
@@ -128,28 +129,129 @@ def test_an_invalid_address_is_refused_and_nothing_is_created(client, django_cap
 
 
 def test_subscribing_again_reuses_the_one_row(client, django_capture_on_commit_callbacks, settings):
-    """Signing up again, in any case, keeps one row; an active subscriber is told so and gets no mail."""
+    """Signing up again, in any case, keeps one row; too soon it is refused, once active the reader is told so; one mail."""
     subscribe_by_post(client, "again@example.com", capture=django_capture_on_commit_callbacks)
-    subscribe_by_post(client, "AGAIN@Example.com", source="home", capture=django_capture_on_commit_callbacks)
-    assert subscriber_state() == [("again@example.com", "pending", "home")]
-    # The second sign-up came within the resend interval: no second mail.
+    again = subscribe_by_post(client, "AGAIN@Example.com", source="home", capture=django_capture_on_commit_callbacks)
+    assert "We sent a confirmation link to again@example.com a short while ago." in again.content.decode()
+    # Refused within the resend wait: nothing changed, no second mail.
+    assert subscriber_state() == [("again@example.com", "pending", "article")]
     assert len(mail.outbox) == 1
     client.post(confirm_path(mail.outbox[0]))
-    response = subscribe_by_post(client, "Again@example.com", capture=django_capture_on_commit_callbacks)
+    response = subscribe_by_post(client, "Again@example.com", source="home", capture=django_capture_on_commit_callbacks)
     assert "again@example.com is already subscribed to the weekly highlights." in response.content.decode()
-    assert subscriber_state() == [("again@example.com", "active", "home")]
+    assert subscriber_state() == [("again@example.com", "active", "article")]
     assert len(mail.outbox) == 1
 
 
-def test_a_pending_address_gets_a_new_link_after_the_resend_interval(django_capture_on_commit_callbacks, monkeypatch):
-    """Past the resend interval a second sign-up of a pending address mails a fresh link."""
-    monkeypatch.setattr(subscriptions, "RESEND_INTERVAL_S", 0)
-    with django_capture_on_commit_callbacks(execute=True):
+@pytest.fixture
+def clock(monkeypatch):
+    """Freeze the rate limits' clock at a whole hour; move it with ``clock.now += seconds``."""
+
+    class Clock:
+        now = 1_800_000_000.0
+
+    monkeypatch.setattr(ratelimit, "clock", lambda: Clock.now)
+    return Clock
+
+
+def test_resending_a_link_waits_longer_each_time(clock, django_capture_on_commit_callbacks, settings):
+    """A pending address gets a second link after 60 s, a third after 120 s more, a fourth after 240 s; earlier asks are refused and mail nothing."""
+    settings.HIGHLIGHTS_CONFIRM_RESEND_S, settings.HIGHLIGHTS_CONFIRM_RESEND_MAX_S = 60, 24 * 3600
+    sent_at = []
+    for wait in (0, 60, 120, 240):
+        if wait:
+            clock.now += wait - 1
+            with pytest.raises(subscriptions.TooSoon) as refused, django_capture_on_commit_callbacks(execute=True):
+                subscriptions.subscribe(email="slow@example.com", source="home")
+            assert refused.value.retry_after_s == 1
+            assert str(refused.value) == (
+                "We sent a confirmation link to slow@example.com a short while ago. Check your inbox and spam folder; "
+                "another link can be sent in 1 second."
+            )
+            assert len(mail.outbox) == len(sent_at)
+            clock.now += 1
+        with django_capture_on_commit_callbacks(execute=True):
+            assert subscriptions.subscribe(email="slow@example.com", source="home").outcome is Outcome.CONFIRMATION_SENT
+        sent_at.append(clock.now)
+        assert len(mail.outbox) == len(sent_at)
+    assert [m.to for m in mail.outbox] == [["slow@example.com"]] * 4
+    with pytest.raises(subscriptions.TooSoon, match="another link can be sent in 8 minutes"):
         subscriptions.subscribe(email="slow@example.com", source="home")
-    with django_capture_on_commit_callbacks(execute=True):
-        subscriptions.subscribe(email="slow@example.com", source="home")
-    assert [m.to for m in mail.outbox] == [["slow@example.com"], ["slow@example.com"]]
     assert Subscriber.objects.count() == 1
+
+
+def test_the_wait_is_capped_and_forgotten_after_a_quiet_day(clock, django_capture_on_commit_callbacks, settings):
+    """The wait never passes HIGHLIGHTS_CONFIRM_RESEND_MAX_S; a day without a link starts the series again at 60 s."""
+    settings.HIGHLIGHTS_CONFIRM_RESEND_S, settings.HIGHLIGHTS_CONFIRM_RESEND_MAX_S = 60, 3600
+    for _ in range(8):
+        with django_capture_on_commit_callbacks(execute=True):
+            subscriptions.subscribe(email="cap@example.com", source="home")
+        clock.now += 3600
+    assert len(mail.outbox) == 8
+    clock.now += 1
+    with django_capture_on_commit_callbacks(execute=True):
+        subscriptions.subscribe(email="cap@example.com", source="home")
+    clock.now += 59
+    with pytest.raises(subscriptions.TooSoon, match="another link can be sent in 1 second"):
+        subscriptions.subscribe(email="cap@example.com", source="home")
+
+
+def test_a_refused_resend_is_shown_clearly_and_mails_nothing(client, clock, django_capture_on_commit_callbacks):
+    """The box shows why no link went out and when one can; a plain POST gets 429 with Retry-After."""
+    subscribe_by_post(client, "inbox@example.com", capture=django_capture_on_commit_callbacks)
+    boxed = subscribe_by_post(client, "inbox@example.com", capture=django_capture_on_commit_callbacks)
+    assert boxed.status_code == 200
+    message = (
+        "We sent a confirmation link to inbox@example.com a short while ago. Check your inbox and spam folder; "
+        "another link can be sent in 1 minute."
+    )
+    assert f'<p class="signup-box__error" role="alert" id="highlights-signup-error">{message}</p>' in boxed.content.decode()
+    plain = subscribe_by_post(client, "inbox@example.com", htmx=False, capture=django_capture_on_commit_callbacks)
+    assert plain.status_code == 429
+    assert plain["Retry-After"] == "60"
+    assert message in plain.content.decode()
+    assert [m.to for m in mail.outbox] == [["inbox@example.com"]]
+
+
+def test_one_address_cannot_flood_an_inbox_from_the_public_form(client, django_capture_on_commit_callbacks):
+    """Fifty sign-ups of one address in a row mail it exactly once."""
+    for _ in range(50):
+        subscribe_by_post(client, "victim@example.com", capture=django_capture_on_commit_callbacks)
+    assert [m.to for m in mail.outbox] == [["victim@example.com"]]
+
+
+def test_sign_ups_from_one_address_are_limited_per_hour(client, clock, settings, django_capture_on_commit_callbacks):
+    """Past HIGHLIGHTS_SIGNUPS_PER_IP_PER_HOUR the form refuses (429, Retry-After) and mails nothing; another IP and the next hour may."""
+    settings.HIGHLIGHTS_SIGNUPS_PER_IP_PER_HOUR = 3
+    clock.now += 600  # ten minutes into the hour
+    for n in range(3):
+        assert subscribe_by_post(client, f"n{n}@example.com", htmx=False, capture=django_capture_on_commit_callbacks).status_code == 200
+    refused = subscribe_by_post(client, "n3@example.com", htmx=False, capture=django_capture_on_commit_callbacks)
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "3000"
+    assert "Too many sign-ups from your network: at most 3 an hour. Try again in 50 minutes." in refused.content.decode()
+    boxed = subscribe_by_post(client, "n3@example.com", capture=django_capture_on_commit_callbacks)
+    assert boxed.status_code == 200
+    assert 'id="highlights-signup-error">Too many sign-ups from your network: at most 3 an hour.' in boxed.content.decode()
+    assert [m.to[0] for m in mail.outbox] == ["n0@example.com", "n1@example.com", "n2@example.com"]
+    assert Subscriber.objects.filter(email="n3@example.com").count() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        other = client.post("/highlights/subscribe/", {"email": "n3@example.com"}, REMOTE_ADDR="192.0.2.7")
+    assert other.status_code == 200
+    clock.now += 3000
+    assert subscribe_by_post(client, "n4@example.com", htmx=False, capture=django_capture_on_commit_callbacks).status_code == 200
+    assert len(mail.outbox) == 5
+
+
+def test_confirming_lets_the_address_sign_up_again_at_once(clock, django_capture_on_commit_callbacks):
+    """After the owner confirms, a later sign-up (say after a bounce) mails its link without waiting."""
+    with django_capture_on_commit_callbacks(execute=True):
+        result = subscriptions.subscribe(email="owner@example.com", source="home")
+    subscriptions.confirm(signed=confirm_path(mail.outbox[0]).split("/")[-2])
+    subscriptions.mark_bounced(subscriber=result.subscriber, reason="550 5.1.1 user unknown")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert subscriptions.subscribe(email="owner@example.com", source="home").outcome is Outcome.CONFIRMATION_SENT
+    assert len(mail.outbox) == 2
 
 
 def test_no_mail_leaves_before_the_transaction_commits(django_capture_on_commit_callbacks):
@@ -346,6 +448,38 @@ def test_the_account_page_switches_the_subscriber(reader, django_capture_on_comm
     assert Subscriber.objects.get().status == "unsubscribed"
     box = client.get("/highlights/signup-box/?source=account").content.decode()
     assert ">Subscribe</button>" in box
+
+
+@pytest.mark.parametrize("status", ["active", "pending"])
+def test_the_box_never_shows_the_subscription_of_an_unverified_address(status):
+    """Someone who signs up with another person's address sees neither that subscription nor its unsubscribe token."""
+    victim = Subscriber.objects.create(email="victim@example.com", status=status)
+    intruder = create_user(username="intruder", email="victim@example.com", password="lantern-harbour-71")
+    address = EmailAddress.objects.create(user=intruder, email="Victim@example.com", verified=False, primary=True)
+    client = Client()
+    client.force_login(intruder)
+    box = client.get("/highlights/signup-box/?source=account").content.decode()
+    assert victim.token not in box
+    assert "/highlights/unsubscribe/" not in box
+    assert "Stop the weekly highlights" not in box
+    assert 'id="highlights-signup-pending"' not in box
+    assert ">Subscribe</button>" in box
+    assert subscriptions.subscription_for_user(user=intruder) is None
+    # Once the address is confirmed it is theirs, and the box shows its subscription.
+    address.verified = True
+    address.save()
+    assert subscriptions.subscription_for_user(user=intruder) == victim
+
+
+def test_the_box_shows_the_subscription_of_a_verified_address_that_is_not_primary(reader):
+    """A verified second address's subscription is shown when the primary one has none; an unverified one's never."""
+    other = EmailAddress.objects.create(user=reader, email="work@example.com", verified=True, primary=False)
+    EmailAddress.objects.create(user=reader, email="old@example.com", verified=False, primary=False)
+    Subscriber.objects.create(email="old@example.com", status="active")
+    work = Subscriber.objects.create(email=other.email, status="active")
+    assert subscriptions.subscription_for_user(user=reader) == work
+    primary = Subscriber.objects.create(email="reader@example.com", status="active")
+    assert subscriptions.subscription_for_user(user=reader) == primary
 
 
 # --- a real SMTP server -------------------------------------------------------------------------
