@@ -28,6 +28,21 @@ worker and the client used during the trades. Target (issue 5): p95 under
 SQLite lives in ``var/bench-live/``; ``--database-url postgres://...`` runs
 on PostgreSQL (LISTEN/NOTIFY fan-in instead of polling). Results and their
 reading: docs/performance.md, section "Live streams (issue 5)".
+
+``--resumed N`` measures the memory of resumed streams instead (issue 10).
+It makes sure the market has more than a full replay's worth of trades
+(500), then runs three rows, each on a fresh server: N plain streams (no
+replay: what open streams cost by themselves, the control), N streams
+resumed with ``?since=`` just before the latest 500 trades (each replays
+500 events, all from the same point), and N streams spread over 100 resume
+points (401 to 500 events each; streams at different points share no
+plan or page). For each it opens and drains one stream of the same kind (the
+warm-up), reads the live worker's RSS (the baseline), opens the N streams
+while sampling the RSS every 50 ms (the peak), reads it once every stream
+has all its events (still open) and once more after the client has closed
+them. It prints each figure in MiB and as a ratio to the row's baseline,
+the replays' own share (a row's growth minus the control's), and the events
+delivered against those expected; it exits 1 if a stream got fewer.
 """
 
 from __future__ import annotations
@@ -75,6 +90,9 @@ SETTLE_S = 1.0  # pause before reading memory, so the numbers stop moving
 TARGET_P95_MS = 100.0
 TARGET_STREAMS = 1_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+RSS_SAMPLE_S = 0.05  # how often --resumed samples the live worker's RSS
+REPLAY_GRACE_S = 300.0  # longest --resumed waits for every stream's replay
+SPREAD_POINTS = 100  # resume points of the --resumed "spread" run: pages no two points share
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -127,7 +145,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--poll-s", type=float, default=None, metavar="S",
         help="LIVE_POLL_S for the live server, how often it polls on SQLite (default: the setting's default, 0.1)",
     )
+    parser.add_argument(
+        "--resumed", type=int, default=0, metavar="N",
+        help=(
+            "instead of the latency runs, open N streams resumed with ?since= (each replays the latest "
+            "500 trades) and report the live worker's RSS before, at its peak and after, as ratios to "
+            "the baseline RSS (e.g. --resumed 2000)"
+        ),
+    )
     args = parser.parse_args(argv)
+    if args.resumed < 0:
+        parser.error("--resumed takes a positive count of streams")
     try:
         args.stream_counts = [int(n) for n in args.streams.split(",") if n.strip()]
     except ValueError:
@@ -147,10 +175,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class StreamProtocol(asyncio.Protocol):
     """One SSE connection: note when each event id arrives, as cheaply as Python allows."""
 
-    __slots__ = ("request", "transport", "received", "ready", "status", "head", "tail", "closed")
+    __slots__ = ("request", "path_index", "transport", "received", "ready", "status", "head", "tail", "closed")
 
-    def __init__(self, request: bytes, ready: asyncio.Future) -> None:
+    def __init__(self, request: bytes, ready: asyncio.Future, path_index: int = 0) -> None:
         self.request = request
+        self.path_index = path_index  # which of the client's paths it opened
         self.transport = None
         self.received: dict[int, float] = {}
         self.ready = ready
@@ -196,20 +225,23 @@ class StreamProtocol(asyncio.Protocol):
             self.ready.set_result(False)
 
 
-async def _open_streams(port: int, path: str, count: int) -> tuple[list[StreamProtocol], int]:
-    """Open ``count`` streams in batches; return the protocols and how many failed to open."""
+async def _open_streams(port: int, paths: list[str], count: int) -> tuple[list[StreamProtocol], int]:
+    """Open ``count`` streams in batches, stream i to ``paths[i % len(paths)]``; return the protocols and how many failed to open."""
     loop = asyncio.get_running_loop()
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nAccept: text/event-stream\r\n"
-        "Cache-Control: no-cache\r\n\r\n"
-    ).encode()
+    requests = [
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nAccept: text/event-stream\r\n"
+            "Cache-Control: no-cache\r\n\r\n"
+        ).encode()
+        for path in paths
+    ]
     opened: list[StreamProtocol] = []
     failed = 0
     for first in range(0, count, CONNECT_BATCH):
         batch = []
-        for _ in range(first, min(count, first + CONNECT_BATCH)):
+        for n in range(first, min(count, first + CONNECT_BATCH)):
             ready = loop.create_future()
-            protocol = StreamProtocol(request, ready)
+            protocol = StreamProtocol(requests[n % len(requests)], ready, n % len(requests))
             batch.append(protocol)
         results = await asyncio.gather(
             *(loop.create_connection(lambda p=p: p, LOOPBACK, port) for p in batch), return_exceptions=True
@@ -232,7 +264,7 @@ async def _open_streams(port: int, path: str, count: int) -> tuple[list[StreamPr
     return opened, failed
 
 
-async def _client(pipe, port: int, path: str) -> None:
+async def _client(pipe, port: int, paths: list[str]) -> None:
     streams: list[StreamProtocol] = []
     while True:
         while not pipe.poll():
@@ -240,7 +272,7 @@ async def _client(pipe, port: int, path: str) -> None:
         command, *rest = pipe.recv()
         if command == "open":
             started = time.monotonic()
-            new, failed = await _open_streams(port, path, rest[0])
+            new, failed = await _open_streams(port, paths, rest[0])
             streams.extend(new)
             pipe.send(("opened", len(new), failed, time.monotonic() - started))
         elif command == "close":
@@ -256,6 +288,16 @@ async def _client(pipe, port: int, path: str) -> None:
                 await asyncio.sleep(0.05)
             times = [[s.received.get(i) for i in ids] for s in streams]
             pipe.send(("times", times, sum(s.closed for s in streams)))
+        elif command == "drain":
+            expected, grace_s = rest  # events each stream should have, by path
+            started = time.monotonic()
+            deadline = started + grace_s
+            while time.monotonic() < deadline and not all(len(s.received) >= expected[s.path_index] for s in streams):
+                await asyncio.sleep(0.05)
+            pipe.send((
+                "drained", [(len(s.received), expected[s.path_index]) for s in streams], time.monotonic() - started,
+                sum(s.closed for s in streams),
+            ))
         elif command == "cpu":
             usage = resource.getrusage(resource.RUSAGE_SELF)
             pipe.send(("cpu", usage.ru_utime + usage.ru_stime))
@@ -266,19 +308,20 @@ async def _client(pipe, port: int, path: str) -> None:
             return
 
 
-def client_main(pipe, port: int, path: str) -> None:
+def client_main(pipe, port: int, paths: list[str]) -> None:
     """Run the stream client until told to exit (the entry point of the client process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    asyncio.run(_client(pipe, port, path))
+    asyncio.run(_client(pipe, port, paths))
 
 
 class Client:
     """The parent's handle on the client process."""
 
-    def __init__(self, port: int, path: str) -> None:
+    def __init__(self, port: int, path: str | list[str]) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipe, child = context.Pipe()
-        self.process = context.Process(target=client_main, args=(child, port, path), daemon=True)
+        paths = [path] if isinstance(path, str) else path
+        self.process = context.Process(target=client_main, args=(child, port, paths), daemon=True)
         self.process.start()
 
     def ask(self, *command, timeout_s: float = 600.0):
@@ -508,6 +551,164 @@ def measure(args, env: dict[str, str], user, slug: str, streams: int, label: str
 
 
 # ---------------------------------------------------------------------------
+# Resumed streams: the memory of their replays
+
+
+@dataclass
+class ResumedRow:
+    kind: str  # "plain" (no replay, the control), "resumed" (one since) or "spread" (SPREAD_POINTS of them)
+    streams: int
+    opened: int
+    open_failed: int
+    expected: int  # events every stream together should receive
+    delivered: int
+    short: int  # streams that got fewer events than they should
+    closed: int
+    replay_s: float  # from the first connection until every stream had its replay
+    rss_base_kib: int
+    rss_peak_kib: int
+    rss_full_kib: int  # every replay done, the streams still open
+    rss_after_kib: int  # the streams closed
+
+
+def ensure_replay_trades(user, slug: str, replay: int) -> list[int]:
+    """Give the market more than ``replay`` trades; return the latest ``replay + 1`` ids, newest first.
+
+    The id at position k has exactly k of the market's trades after it.
+    """
+    from bellwether.markets.models import Trade
+
+    have = Trade.objects.filter(market__slug=slug).count()
+    if have <= replay:
+        print(f"  placing {replay + 1 - have} trades for the replays", end=" ... ", flush=True)
+        place_trades(user, slug, count=replay + 1 - have, rate=1e9)
+        print("done", flush=True)
+    return list(Trade.objects.filter(market__slug=slug).order_by("-id").values_list("id", flat=True)[: replay + 1])
+
+
+class RssSampler:
+    """Sample the summed RSS of some processes in a thread; keep the highest figure."""
+
+    def __init__(self, pids: list[int]) -> None:
+        import threading
+
+        self.pids = pids
+        self.peak_kib = rss_kib(pids)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_SAMPLE_S):
+            with contextlib.suppress(OSError):
+                self.peak_kib = max(self.peak_kib, rss_kib(self.pids))
+
+    def stop(self) -> int:
+        """Stop sampling; return the peak in KiB."""
+        self._stop.set()
+        self._thread.join()
+        self.peak_kib = max(self.peak_kib, rss_kib(self.pids))
+        return self.peak_kib
+
+
+def measure_resumed(args, env: dict[str, str], slug: str, label: str, *, kind: str, points: list[tuple[int | None, int]]) -> ResumedRow:
+    """Serve, open ``args.resumed`` streams, and return the memory figures.
+
+    ``points`` lists (since, events it replays) pairs; stream i resumes at
+    ``points[i % len(points)]`` (a plain stream for a since of None). The
+    warm-up stream resumes at the first point, so the baseline has the
+    same code loaded.
+    """
+    base = f"/live/markets/{slug}/"
+    paths = [base if since is None else f"{base}?since={since}" for since, _ in points]
+    replays = [replay for _, replay in points]
+    log_path = args.var_dir / f"server-{label}-{kind}-{args.resumed}.log"
+    with live_server(env, workers=args.workers, log_path=log_path) as (_, live_port, server):
+        client = Client(live_port, paths)
+        try:
+            deadline = time.monotonic() + OPEN_TIMEOUT_S
+            while client.ask("open", 1)[1] != 1:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"the live server did not open a stream within {OPEN_TIMEOUT_S:.0f} s; see {log_path}")
+                time.sleep(0.5)
+            client.ask("drain", replays, REPLAY_GRACE_S)
+            client.ask("close")
+            time.sleep(SETTLE_S)
+            workers = live_worker_pids(server.pid)
+            if not workers:
+                raise RuntimeError("no live worker process found under the server")
+            rss_base = rss_kib(workers)
+            print(f"    {kind}: {len(workers)} live worker(s) {workers}, {rss_base / 1024:.1f} MiB after the warm-up; opening {args.resumed:,}", end=" ... ", flush=True)
+            sampler = RssSampler(workers)
+            started = time.monotonic()
+            _, opened, failed, _ = client.ask("open", args.resumed)
+            _, counts, _, closed = client.ask("drain", replays, REPLAY_GRACE_S)
+            replay_s = time.monotonic() - started
+            rss_peak = sampler.stop()
+            rss_full = rss_kib(workers)
+            delivered = sum(got for got, _ in counts)
+            print(f"{opened:,} open, {delivered:,} events in {replay_s:.1f} s", flush=True)
+            client.ask("close")
+            time.sleep(2 * SETTLE_S)
+            rss_after = rss_kib(workers)
+        finally:
+            client.stop()
+    return ResumedRow(
+        kind=kind, streams=args.resumed, opened=opened, open_failed=failed, expected=sum(want for _, want in counts),
+        delivered=delivered, short=sum(1 for got, want in counts if got < want), closed=closed, replay_s=replay_s,
+        rss_base_kib=rss_base, rss_peak_kib=rss_peak, rss_full_kib=rss_full, rss_after_kib=rss_after,
+    )
+
+
+def measure_resumed_rows(args, env: dict[str, str], user, slug: str, label: str) -> list[ResumedRow]:
+    """Measure ``args.resumed`` plain streams (the control), as many resumed at one point, and at SPREAD_POINTS points."""
+    from django.db import connections
+
+    from bellwether.live.selectors import REPLAY_LIMIT
+
+    ids = ensure_replay_trades(user, slug, REPLAY_LIMIT)
+    connections.close_all()
+    spread = [(ids[REPLAY_LIMIT - k], REPLAY_LIMIT - k) for k in range(SPREAD_POINTS)]
+    return [
+        measure_resumed(args, env, slug, label, kind="plain", points=[(None, 0)]),
+        measure_resumed(args, env, slug, label, kind="resumed", points=[(ids[REPLAY_LIMIT], REPLAY_LIMIT)]),
+        measure_resumed(args, env, slug, label, kind="spread", points=spread),
+    ]
+
+
+def print_resumed_report(args, label: str, rows: list[ResumedRow]) -> None:
+    """Print the memory of plain and resumed streams as MiB and as ratios to each run's baseline."""
+    print()
+    print(
+        f"Resumed streams, {label}: {args.workers} live worker(s). plain: no replay (the control); "
+        f"resumed: every stream replays the latest 500 trades; spread: {SPREAD_POINTS} resume points, "
+        f"{500 - SPREAD_POINTS + 1} to 500 trades each"
+    )
+    print(
+        "| streams | open | events delivered / expected | short streams | all delivered in "
+        "| RSS baseline | RSS peak | RSS all delivered, open | RSS after closing | replays' share: peak, after closing |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    plain = rows[0]
+    for row in rows:
+
+        def shown(kib: int, row=row) -> str:
+            return f"{kib / 1024:.1f} MiB (x{kib / row.rss_base_kib:.2f})"
+
+        # What the replays added beyond what as many plain streams cost, each over its own baseline.
+        peak_share = (row.rss_peak_kib - row.rss_base_kib - plain.rss_peak_kib + plain.rss_base_kib) / 1024
+        after_share = (row.rss_after_kib - row.rss_base_kib - plain.rss_after_kib + plain.rss_base_kib) / 1024
+        print(
+            f"| {row.streams:,} {row.kind} | {row.opened:,} | {row.delivered:,} / {row.expected:,} | {row.short} "
+            f"| {row.replay_s:.1f} s | {row.rss_base_kib / 1024:.1f} MiB | {shown(row.rss_peak_kib)} "
+            f"| {shown(row.rss_full_kib)} | {shown(row.rss_after_kib)} "
+            f"| {'—' if row is plain else f'{peak_share:.1f} MiB, {after_share:.1f} MiB'} |"
+        )
+        if row.open_failed or row.closed:
+            print(f"note: {row.kind}: {row.open_failed} streams failed to open, {row.closed} were closed by the server")
+
+
+# ---------------------------------------------------------------------------
 # Report
 
 
@@ -560,12 +761,19 @@ def main(argv: list[str] | None = None) -> None:
     label = database_label(args, connection, with_version=True)
     user, slug = prepare_market()
     connections.close_all()
-    print(f"{label}: migrated in {migrate_s:.1f} s; market {slug}, streams {', '.join(f'{n:,}' for n in args.stream_counts)}", flush=True)
+    counts = f"{args.resumed:,} resumed" if args.resumed else ", ".join(f"{n:,}" for n in args.stream_counts)
+    print(f"{label}: migrated in {migrate_s:.1f} s; market {slug}, streams {counts}", flush=True)
     warn_if_busy("the live server, the client and the trades")
     load_before = load_average()
     started = time.monotonic()
     rows = []
     short = "postgres" if connection.vendor == "postgresql" else "sqlite"
+    if args.resumed:
+        print(f"  {args.resumed:,} plain streams, then {args.resumed:,} resumed ones", flush=True)
+        resumed_rows = measure_resumed_rows(args, env, user, slug, short)
+        print_resumed_report(args, label, resumed_rows)
+        print(f"measurement took {time.monotonic() - started:.0f} s; load average at the start {load_before}, at the end {load_average()}")
+        sys.exit(1 if any(r.short or r.open_failed for r in resumed_rows) else 0)
     for streams in args.stream_counts:
         print(f"  {streams:,} stream(s)", flush=True)
         rows.append(measure(args, env, user, slug, streams, short))

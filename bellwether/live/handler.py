@@ -7,7 +7,7 @@ one idle thread, and possibly one pooled database connection, per open
 stream. The streams need none of that middleware (public data, no cookies),
 so this handler resolves the URL and calls the async view directly, and
 leaves per-request threads out: the views reach the database through
-``bellwether.live.hub.run_db``, which hands the connection back after each read.
+``bellwether.live.db.run_db``, which hands the connection back after each read.
 """
 
 from __future__ import annotations

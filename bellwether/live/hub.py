@@ -12,6 +12,9 @@ Fan-in (started by the first subscriber, one per process):
 Fan-out: each subscriber, for one market or for all, owns a bounded queue.
 A subscriber too slow to keep its queue from filling is dropped: its stream
 ends and the browser reconnects with Last-Event-ID, losing nothing.
+
+Replays: the hub's ``replayer`` (bellwether.live.replay) reads what resumed
+streams missed, with a bound on the process's memory.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from . import selectors
-from .publisher import CHANNEL, encode_event
+from .db import run_db
+from .publisher import CHANNEL, sse_frame
+from .replay import Replayer
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +59,8 @@ class Message:
 
 
 def make_message(event: dict) -> Message:
-    """Return the message for ``event``: ``id``, ``event: trade`` and the JSON on one ``data`` line."""
-    frame = f"id: {event['trade_id']}\nevent: trade\ndata: {encode_event(event)}\n\n".encode()
-    return Message(trade_id=event["trade_id"], market=event["market"], event=event, frame=frame)
+    """Return the message for ``event``, its frame encoded once."""
+    return Message(trade_id=event["trade_id"], market=event["market"], event=event, frame=sse_frame(event))
 
 
 class RecentIds:
@@ -90,28 +93,13 @@ class Subscription:
         self.dropped = False
 
 
-async def run_db(function, /, **kwargs):
-    """Run the synchronous ``function`` in a worker thread and hand its connection back.
-
-    Not thread-sensitive: a long-lived stream must not pin a thread (and a
-    pooled PostgreSQL connection) for its whole life.
-    """
-
-    def call():
-        try:
-            return function(**kwargs)
-        finally:
-            close_old_connections()
-
-    return await sync_to_async(call, thread_sensitive=False)()
-
-
 class Hub:
     """Fan trade events in from the database and out to this process's subscribers."""
 
     def __init__(self, *, queue_size: int = QUEUE_SIZE) -> None:
         self.loop = asyncio.get_running_loop()
         self.queue_size = queue_size
+        self.replayer = Replayer(readers=settings.LIVE_REPLAY_READERS, page_size=settings.LIVE_REPLAY_PAGE)
         self._by_market: dict[str, set[Subscription]] = {}
         self._everywhere: set[Subscription] = set()
         self._published = RecentIds(10_000)

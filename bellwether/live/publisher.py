@@ -26,6 +26,11 @@ def encode_event(event: dict) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
+def sse_frame(event: dict) -> bytes:
+    """Return the Server-Sent Events frame of ``event``: ``id``, ``event: trade`` and the JSON on one ``data`` line."""
+    return f"id: {event['trade_id']}\nevent: trade\ndata: {encode_event(event)}\n\n".encode()
+
+
 def notification_payload(event: dict) -> str:
     """Return what to NOTIFY for ``event``: all of it, or just its ids when too large.
 

@@ -12,11 +12,18 @@ touch ("closed under later trades per market"). A trade locks its market
 row, so within one market ids, creation times and commits share one order;
 every selection below (all trades after an id, the latest N trades, one
 trade and everything after it in its market) has that property.
+
+A resumed stream's replay reads those totals once, for the whole replay, in
+a compact plan (``replay_plan``: ids and totals as arrays of integers), then
+the events themselves a page at a time (``replay_events``), so a replay never
+holds more than one page of event dicts (bellwether.live.replay).
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db.models import Max, Q, QuerySet
@@ -36,12 +43,14 @@ def _row_fields() -> tuple[str, ...]:
     )
 
 
-def _events(trades: QuerySet[Trade]) -> list[dict]:
+def _events(trades: QuerySet[Trade], *, totals: dict[int, tuple[int, int]] | None = None) -> list[dict]:
     """Return the events of ``trades`` in id order, in one query.
 
-    ``trades`` must be closed under later trades per market (module docstring).
-    Joining the market's outcomes gives one row per trade and outcome, in
-    outcome position order, which names the probabilities.
+    Without ``totals``, ``trades`` must be closed under later trades per
+    market (module docstring); with it, each trade's volume and trade count
+    come from ``totals[trade id]`` (as ``replay_plan`` derived them) and
+    ``trades`` may be any set. Joining the market's outcomes gives one row per
+    trade and outcome, in outcome position order, which names the probabilities.
     """
     rows = trades.values_list(*_row_fields()).order_by("id", "market__outcomes__position")
     events: list[dict] = []
@@ -72,11 +81,15 @@ def _events(trades: QuerySet[Trade]) -> list[dict]:
     later_volume: dict[int, int] = defaultdict(int)
     later_count: dict[int, int] = defaultdict(int)
     for event in reversed(events):
-        market_id = event["market_id"]
-        event["volume"] = format_micro(event["volume"] - later_volume[market_id])
-        event["trade_count"] -= later_count[market_id]
-        later_volume[market_id] += event.pop("_amount_micro")
-        later_count[market_id] += 1
+        market_id, amount_micro = event["market_id"], event.pop("_amount_micro")
+        if totals is None:
+            event["volume"] = format_micro(event["volume"] - later_volume[market_id])
+            event["trade_count"] -= later_count[market_id]
+            later_volume[market_id] += amount_micro
+            later_count[market_id] += 1
+        else:
+            volume_micro, event["trade_count"] = totals[event["trade_id"]]
+            event["volume"] = format_micro(volume_micro)
         probabilities = event.pop("_probabilities")
         event["probabilities"] = {slug: f"{p:.6f}" for slug, p in zip(event.pop("_slugs"), probabilities)}
     return events
@@ -92,16 +105,78 @@ def trade_events_after(
     id (on PostgreSQL a lower id can commit after a higher one). When more
     than ``limit`` trades qualify, return the latest ``limit`` of them.
     """
+    trades = _after(after_id=after_id, market_slug=market_slug, since_at=since_at)
+    return _events(_latest(trades, limit))
+
+
+def _after(*, after_id: int, market_slug: str | None, since_at=None) -> QuerySet[Trade]:
     condition = Q(id__gt=after_id)
     if since_at is not None:
         condition |= Q(created_at__gte=since_at)
     trades = Trade.objects.filter(condition)
     if market_slug is not None:
         trades = trades.filter(market__slug=market_slug)
-    if limit is not None:
-        latest = trades.order_by("-id").values("id")[:limit]
-        trades = Trade.objects.filter(id__in=latest)
-    return _events(trades)
+    return trades
+
+
+def _latest(trades: QuerySet[Trade], limit: int | None) -> QuerySet[Trade]:
+    """Return the latest ``limit`` of ``trades`` (all of them for None), still closed under later trades per market."""
+    if limit is None:
+        return trades
+    return Trade.objects.filter(id__in=trades.order_by("-id").values("id")[:limit])
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    """The trades a replay sends, oldest first, with each one's market volume and trade count right after it.
+
+    Three arrays of 64-bit integers: about 24 bytes a trade, so a plan of
+    500 trades is 12 KB where their events would be hundreds.
+    """
+
+    ids: array
+    volumes_micro: array
+    trade_counts: array
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def totals(self, start: int, stop: int) -> dict[int, tuple[int, int]]:
+        """Return {trade id: (volume_micro, trade_count)} for the trades from position ``start`` to ``stop``."""
+        return {
+            self.ids[i]: (self.volumes_micro[i], self.trade_counts[i]) for i in range(start, min(stop, len(self.ids)))
+        }
+
+
+def replay_plan(*, after_id: int, market_slug: str | None = None, limit: int = REPLAY_LIMIT) -> ReplayPlan:
+    """Return the plan of a replay after ``after_id``: the latest ``limit`` such trades, in one query of integers.
+
+    The same selection as ``trade_events_after`` (without ``since_at``),
+    with the totals each event carries, but none of the events themselves.
+    """
+    rows = (
+        _latest(_after(after_id=after_id, market_slug=market_slug), limit)
+        .order_by("-id")
+        .values_list("id", "market_id", "amount_micro", "market__volume_micro", "market__trade_count")
+    )
+    ids, volumes, counts = array("q"), array("q"), array("q")
+    later_volume: dict[int, int] = defaultdict(int)
+    later_count: dict[int, int] = defaultdict(int)
+    for trade_id, market_id, amount_micro, volume_micro, trade_count in rows:
+        ids.append(trade_id)
+        volumes.append(volume_micro - later_volume[market_id])
+        counts.append(trade_count - later_count[market_id])
+        later_volume[market_id] += amount_micro
+        later_count[market_id] += 1
+    for column in (ids, volumes, counts):
+        column.reverse()
+    return ReplayPlan(ids=ids, volumes_micro=volumes, trade_counts=counts)
+
+
+def replay_events(*, plan: ReplayPlan, start: int, stop: int) -> list[dict]:
+    """Return the events of the plan's trades from position ``start`` to ``stop``, oldest first, in one query."""
+    totals = plan.totals(start, stop)
+    return _events(Trade.objects.filter(id__in=list(totals)), totals=totals)
 
 
 def trade_event(*, trade_id: int) -> dict | None:

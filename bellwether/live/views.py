@@ -5,7 +5,8 @@ Each event is ``id: <trade id>``, ``event: trade`` and ``data: <JSON>``
 ``retry: 2000`` and sends ``: ping`` after LIVE_HEARTBEAT_S seconds without an
 event. A client that reconnects with ``Last-Event-ID`` (or opens with
 ``?since=<trade id>``) first gets every later trade from the database, then
-the live ones, never the same id twice.
+the live ones, never the same id twice. The replay comes a page of trades at a
+time, each page one chunk of frames (bellwether.live.replay).
 
 Under ASGI (bellwether.asgi, the live server) a stream stays open and is fed
 by this process's hub. Under WSGI, where an open stream would hold a worker
@@ -18,7 +19,9 @@ ASGI server (docs/live.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from array import array
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
@@ -26,7 +29,9 @@ from django.db import close_old_connections
 from django.http import HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 
 from . import selectors
-from .hub import CLOSED, get_hub, make_message, run_db
+from .db import run_db
+from .hub import CLOSED, get_hub, make_message
+from .replay import read_page, replayed_before
 
 RETRY = b"retry: 2000\n\n"
 PING = b": ping\n\n"
@@ -98,14 +103,13 @@ async def live_events(*, market: str | None, after_id: int | None):
         yield RETRY
         # The hub never repeats a live event, so a repeat can only be a
         # replayed trade that also arrived live: remember just the replayed
-        # ids, each until its live copy is skipped (a set of at most the
-        # replay's size, instead of every id a long-lived stream has sent).
-        replayed: set[int] = set()
+        # ids (the replay plan's array, at most 500 of 8 bytes each, shared
+        # by streams that resumed together), not every id the stream sent.
+        replayed = array("q")
         if after_id is not None:
-            for event in await run_db(selectors.trade_events_after, after_id=after_id, market_slug=market):
-                if event["trade_id"] not in replayed:
-                    replayed.add(event["trade_id"])
-                    yield make_message(event).frame
+            async with contextlib.aclosing(hub.replayer.pages(market=market, after_id=after_id)) as pages:
+                async for replayed, frames in pages:
+                    yield frames
         heartbeat_s = settings.LIVE_HEARTBEAT_S
         while True:
             try:
@@ -116,8 +120,7 @@ async def live_events(*, market: str | None, after_id: int | None):
                 continue
             if message is CLOSED:
                 return  # too slow to keep up: the client reconnects and resumes
-            if message.trade_id in replayed:
-                replayed.discard(message.trade_id)
+            if replayed_before(replayed, message.trade_id):
                 continue
             yield message.frame
     finally:
@@ -130,13 +133,18 @@ def polled_events(*, market: str | None, after_id: int | None, duration_s: float
     try:
         if after_id is None:
             after_id = selectors.latest_trade_id()
-            replay = []
         else:
-            replay = selectors.trade_events_after(after_id=after_id, market_slug=market)
+            plan = selectors.replay_plan(after_id=after_id, market_slug=market)
+            for start in range(0, len(plan), settings.LIVE_REPLAY_PAGE):
+                yield read_page(plan=plan, start=start, stop=start + settings.LIVE_REPLAY_PAGE)
+            if plan.ids:
+                after_id = max(after_id, plan.ids[-1])
+            del plan
+        found: list[dict] = []
         deadline = time.monotonic() + duration_s
         idle_since = time.monotonic()
         while True:
-            for event in replay:
+            for event in found:
                 after_id = max(after_id, event["trade_id"])
                 idle_since = time.monotonic()
                 yield make_message(event).frame
@@ -147,6 +155,6 @@ def polled_events(*, market: str | None, after_id: int | None, duration_s: float
                 idle_since = time.monotonic()
                 yield PING
             time.sleep(settings.LIVE_POLL_S)
-            replay = selectors.trade_events_after(after_id=after_id, market_slug=market, limit=None)
+            found = selectors.trade_events_after(after_id=after_id, market_slug=market, limit=None)
     finally:
         close_old_connections()

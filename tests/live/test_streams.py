@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import json
 
@@ -39,6 +40,23 @@ async def next_frame(stream, timeout: float = TIMEOUT_S) -> bytes:
 async def open_stream(path: str, **headers):
     response = await AsyncClient().get(path, headers=headers)
     return response, aiter(response.streaming_content)
+
+
+class Frames:
+    """Read a stream frame by frame, whatever chunks they come in (a replay page is one chunk of many frames)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.pending: collections.deque[bytes] = collections.deque()
+
+    async def next(self, timeout: float = TIMEOUT_S) -> bytes:
+        while not self.pending:
+            chunk = await next_frame(self.stream, timeout)
+            self.pending.extend(part + b"\n\n" for part in chunk.split(b"\n\n") if part)
+        return self.pending.popleft()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 def test_a_stream_answers_with_event_stream_headers_open_to_any_origin(ana, settings):
@@ -93,13 +111,14 @@ def test_last_event_id_replays_later_trades_then_goes_live_without_repeats(ana, 
 
     async def body():
         response, stream = await open_stream(f"/live/markets/{market.slug}/", **{"Last-Event-ID": str(k)})
-        frames = [await next_frame(stream)]
-        frames += [await next_frame(stream) for _ in mine[1:]]
+        stream = Frames(stream)
+        frames = [await stream.next()]
+        frames += [await stream.next() for _ in mine[1:]]
         # The hub hears of a trade the replay already sent: the stream must not repeat it.
         live_hub.get_hub().publish(next(e for e in announced if e["trade_id"] == mine[1]))
         thread = trade_in_thread(ana, market, "no")
         await asyncio.to_thread(thread.join)
-        frames.append(await next_frame(stream))
+        frames.append(await stream.next())
         await stream.aclose()
         return frames
 
@@ -122,9 +141,10 @@ def test_since_resumes_the_site_wide_stream_across_markets(ana, announced):
         results = []
         for headers in ({}, {"Last-Event-ID": str(ids[2])}):
             response, stream = await open_stream(f"/live/markets/?since={ids[0]}", **headers)
-            await next_frame(stream)
+            stream = Frames(stream)
+            await stream.next()
             count = 3 if not headers else 1
-            results.append([json.loads(parse(await next_frame(stream))["data"]) for _ in range(count)])
+            results.append([json.loads(parse(await stream.next())["data"]) for _ in range(count)])
             await stream.aclose()
         return results
 
