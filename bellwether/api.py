@@ -14,18 +14,25 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
 from bellwether.accounts.services import authenticate_token
+from bellwether.api_common import error_body
 from bellwether.ledger.exceptions import LedgerError
 from bellwether.markets.exceptions import MarketError
+from bellwether.paging import BadCursor
 
 STATUS_BY_CODE = {
     "invalid": 400,
+    "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
     "market_closed": 409,
     "slippage_exceeded": 409,
+    "conflict": 409,
+    "payload_too_large": 413,
     "insufficient_funds": 422,
     "idempotency_conflict": 422,
+    "rate_limited": 429,
 }
+CODE_BY_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "payload_too_large", 429: "rate_limited"}
 
 
 class BearerToken(HttpBearer):
@@ -57,7 +64,21 @@ class SessionWithCsrf(APIKeyCookie):
         return user
 
 
-api = NinjaAPI(
+class BellwetherAPI(NinjaAPI):
+    """The NinjaAPI, with the headers every 429 answer carries declared in the OpenAPI schema."""
+
+    def get_openapi_schema(self, *args, **kwargs):
+        schema = super().get_openapi_schema(*args, **kwargs)
+        retry_after = {"description": "seconds to wait before trying again", "schema": {"type": "integer", "minimum": 0}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                limited = operation.get("responses", {}).get(429)
+                if limited is not None:
+                    limited.setdefault("headers", {})["Retry-After"] = retry_after
+        return schema
+
+
+api = BellwetherAPI(
     title="Bellwether API",
     version="1.0.0",
     urls_namespace="api-1.0.0",
@@ -66,20 +87,23 @@ api = NinjaAPI(
 )
 
 
-def error_body(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
-
-
 @api.exception_handler(MarketError)
 @api.exception_handler(LedgerError)
 def _domain_error(request, exc):
     return api.create_response(request, error_body(exc.code, str(exc)), status=STATUS_BY_CODE.get(exc.code, 400))
 
 
+@api.exception_handler(BadCursor)
+def _bad_cursor(request, exc: BadCursor):
+    return api.create_response(request, error_body("invalid", f"cursor: {exc}"), status=400)
+
+
 @api.exception_handler(ValidationError)
 def _validation_error(request, exc: ValidationError):
     first = exc.errors[0] if exc.errors else {}
-    where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
+    loc = list(first.get("loc", ()))
+    # ("body", "payload", "outcomes", 0) names the field "outcomes.0": the body's parameter name is ours, not the client's.
+    where = ".".join(str(p) for p in loc[2 if loc[:1] == ["body"] else 1 :]) or "body"
     message = f"{where}: {first.get('msg', 'invalid input')}"
     return api.create_response(request, error_body("invalid", message), status=400)
 
@@ -91,7 +115,7 @@ def _unauthenticated(request, exc):
 
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
-    code = {401: "unauthorized", 403: "forbidden", 404: "not_found"}.get(exc.status_code, "invalid")
+    code = CODE_BY_STATUS.get(exc.status_code, "invalid")
     return api.create_response(request, error_body(code, str(exc)), status=exc.status_code)
 
 

@@ -3,40 +3,63 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal, InvalidOperation
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from django.http import HttpRequest
-from ninja import Field, Router, Schema, Status
+from django.http import HttpRequest, HttpResponse
+from ninja import Field, Query, Router, Schema, Status
+from pydantic import BeforeValidator, ConfigDict, StrictBool, StrictInt, StringConstraints, WithJsonSchema
 
 from bellwether.accounts.services import authenticate_token, has_role
+from bellwether.api_common import (
+    ANY_ROUTE, DECIMAL_RE, PROBABILITY_RE, WITH_AUTH, WITH_BODY, DecimalString, ProbabilityString, cursor_param, errors,
+)
 from bellwether.ledger.services import format_micro
+from bellwether.paging import decode_cursor, encode_cursor
 
-from . import selectors, services
+from . import limits, selectors, services
 from .exceptions import Forbidden, InvalidTrade
 from .models import Market, Position, Trade
 
 router = Router(tags=["markets"])
 MICRO = services.MICRO
+MAX_WHOLE_DIGITS = 10  # 1,000,000,000 is the largest amount; DECIMAL_PATTERN allows 10 digits
+LIST_PAGE_MAX = 100
+HISTORY_PAGE_MAX = selectors.CHART_MAX_POINTS
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,200}$"  # visible ASCII, no spaces
+_IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
+# Any text that is not only white space (Python's split() also counts \x1c-\x1f as space).
+_HAS_TEXT = r"[^\s\x1c-\x1f]"
+_SIGNED_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 def to_micro(value: str | None, name: str, *, allow_zero: bool = False) -> int | None:
-    """Parse a decimal string into micro-units, refusing anything odd."""
+    """Parse a plain decimal string (DECIMAL_PATTERN) into micro-units, saying exactly what is wrong with anything else.
+
+    >>> to_micro("12.5", "amount")
+    12500000
+    >>> to_micro("1_000", "amount")
+    Traceback (most recent call last):
+    ...
+    bellwether.markets.exceptions.InvalidTrade: amount must be a decimal string such as "12.5"
+    """
     if value is None:
         return None
-    try:
-        number = Decimal(value.strip())
-    except (InvalidOperation, AttributeError):
-        raise InvalidTrade(f"{name} must be a decimal string such as \"12.5\"") from None
-    if not number.is_finite():
-        raise InvalidTrade(f"{name} must be a finite number")
-    if number < 0 or (number == 0 and not allow_zero):
+    if not isinstance(value, str) or not DECIMAL_RE.fullmatch(value):
+        if isinstance(value, str) and _SIGNED_DECIMAL.fullmatch(value):
+            if value.startswith("-"):
+                raise InvalidTrade(f"{name} must not be negative" if allow_zero else f"{name} must be greater than zero")
+            if len(value.partition(".")[2]) > 6:
+                raise InvalidTrade(f"{name} has more than 6 decimal places")
+            raise InvalidTrade(f"{name} is too large (at most 1000000000)")
+        raise InvalidTrade(f'{name} must be a decimal string such as "12.5"')
+    whole, _, fraction = value.partition(".")
+    micro = int(whole) * MICRO + int(fraction.ljust(6, "0") or 0)
+    if micro == 0 and not allow_zero:
         raise InvalidTrade(f"{name} must be greater than zero")
-    if number.as_tuple().exponent < -6:
-        raise InvalidTrade(f"{name} has more than 6 decimal places")
-    if number > Decimal(services.MAX_TRADE_MICRO) / MICRO:
+    if micro > services.MAX_TRADE_MICRO:
         raise InvalidTrade(f"{name} is too large (at most 1000000000)")
-    return int(number * MICRO)
+    return micro
 
 
 def prob(p: float) -> str:
@@ -55,8 +78,8 @@ class MarketOut(Schema):
     question: str
     description: str
     resolution_criteria: str
-    kind: str
-    status: str
+    kind: Literal["binary", "multiple"]
+    status: Literal["draft", "open", "closed", "resolved", "cancelled"]
     liquidity_b: str
     close_at: dt.datetime
     created_at: dt.datetime
@@ -70,30 +93,70 @@ class MarketOut(Schema):
     articles: list[int] = []
 
 
+class MarketPage(Schema):
+    items: list[MarketOut]
+    next: str | None = Field(None, description="send as ?cursor= for the next page; null on the last page")
+
+
+OutcomeName = Annotated[str, StringConstraints(max_length=limits.OUTCOME_NAME_MAX_CHARS, pattern=_HAS_TEXT)]
+OutcomeSlug = Annotated[str, StringConstraints(min_length=1, max_length=limits.OUTCOME_SLUG_MAX_CHARS)]
+# JSON has no integers posing as booleans or strings posing as numbers: refuse
+# them rather than guess (pydantic's lax mode would read 0 as false and a
+# number as a time), so every body the schema refuses, the API refuses too.
+ArticleId = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+
+
+def _text_only(value):
+    if not isinstance(value, (str, dt.datetime)):
+        raise ValueError("give a date and time as text, such as 2030-01-01T00:00:00Z")
+    return value
+
+
+DateTimeText = Annotated[dt.datetime, BeforeValidator(_text_only)]
+SOURCE_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$"
+_SOURCE_RE = re.compile(SOURCE_PATTERN)
+SourceUrl = Annotated[
+    str,
+    StringConstraints(max_length=limits.SOURCE_MAX_CHARS),
+    WithJsonSchema({"type": "string", "format": "uri", "pattern": SOURCE_PATTERN, "maxLength": limits.SOURCE_MAX_CHARS}),
+]
+
+
 class MarketIn(Schema):
-    question: str = Field(..., max_length=300)
-    outcomes: list[str] | None = Field(None, description="2 to 50 names; omit for a yes/no market")
-    liquidity_b: str = Field(..., description="decimal credits, e.g. \"100\"")
-    close_at: dt.datetime
-    description: str = ""
-    resolution_criteria: str = ""
-    slug: str = ""
-    articles: list[int] = []
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"question": "Will the talks yield substantive progress?", "liquidity_b": "100", "close_at": "2030-01-01T00:00:00Z"},
+    ]})
+
+    question: str = Field(..., max_length=limits.QUESTION_MAX_CHARS, pattern=_HAS_TEXT)
+    outcomes: list[OutcomeName] | None = Field(
+        None, min_length=2, max_length=limits.OUTCOMES_MAX, description="2 to 50 distinct names; omit for a yes/no market",
+    )
+    liquidity_b: DecimalString = Field(..., description='decimal credits, e.g. "100"')
+    close_at: DateTimeText
+    description: str = Field("", max_length=limits.DESCRIPTION_MAX_CHARS)
+    resolution_criteria: str = Field("", max_length=limits.CRITERIA_MAX_CHARS)
+    slug: str = Field("", max_length=limits.SLUG_MAX_CHARS)
+    articles: list[ArticleId] = Field([], max_length=limits.ARTICLES_MAX)
 
 
 class TradeIn(Schema):
-    outcome: str
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"outcome": "yes", "side": "buy", "shares": "10", "max_cost": "6"},
+        {"outcome": "no", "side": "buy", "amount": "2.5"},
+    ]})
+
+    outcome: OutcomeSlug
     side: Literal["buy", "sell"] = "buy"
-    shares: str | None = None
-    amount: str | None = Field(None, description="a buy's budget in credits")
-    all: bool = Field(False, description="sell every share held")
-    max_cost: str | None = None
-    min_proceeds: str | None = None
+    shares: DecimalString | None = None
+    amount: DecimalString | None = Field(None, description="a buy's budget in credits")
+    all: StrictBool = Field(False, description="sell every share held")
+    max_cost: DecimalString | None = None
+    min_proceeds: DecimalString | None = None
 
 
 class QuoteOut(Schema):
     outcome: str
-    side: str
+    side: Literal["buy", "sell"]
     shares: str
     cost: str | None = None
     proceeds: str | None = None
@@ -104,12 +167,36 @@ class QuoteOut(Schema):
     max_payout: str
 
 
+class PositionAfter(Schema):
+    shares: str
+    cost_basis: str
+
+
+class TradeOut(Schema):
+    trade_id: int
+    market: str
+    outcome: str
+    side: Literal["buy", "sell"]
+    shares: str
+    amount: str
+    average_price: str
+    probability_before: str
+    probabilities: dict[str, str]
+    balance: str
+    position: PositionAfter
+    created_at: dt.datetime
+
+
 class ResolveIn(Schema):
-    outcome: str | None = None
-    probabilities: dict[str, str] | None = None
-    cancel: bool = False
-    note: str = ""
-    sources: list[str] = []
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"outcome": "yes", "note": "Joint statement issued", "sources": ["https://example.org/statement"]},
+    ]})
+
+    outcome: OutcomeSlug | None = None
+    probabilities: dict[OutcomeSlug, ProbabilityString] | None = Field(None, max_length=limits.OUTCOMES_MAX)
+    cancel: StrictBool = False
+    note: str = Field("", max_length=limits.NOTE_MAX_CHARS)
+    sources: list[SourceUrl] = Field([], max_length=limits.SOURCES_MAX, description="http(s) addresses")
 
 
 class ResolveOut(Schema):
@@ -124,8 +211,9 @@ class HistoryPoint(Schema):
     probabilities: dict[str, str]
 
 
-class Error(Schema):
-    error: dict[str, str]
+class HistoryPage(Schema):
+    items: list[HistoryPoint]
+    next: str | None = Field(None, description="send as ?cursor= for the next page; null on the last page")
 
 
 def market_out(market: Market) -> dict:
@@ -176,50 +264,86 @@ def optional_user(request: HttpRequest):
     return user if user is not None and user.is_authenticated else None
 
 
-@router.get("", response=list[MarketOut], auth=None, summary="List markets")
-def list_markets(request, status: str | None = None, tag: str | None = None, section: str | None = None, limit: int = 50):
-    """Open, closed, resolved or cancelled markets, newest first; filter by the linked articles' tag or section slug."""
-    if status is not None and status not in selectors.STATUS_FILTERS:
-        raise InvalidTrade(f"status must be one of {', '.join(selectors.STATUS_FILTERS)}")
-    markets = selectors.list_markets(status=status, tag=tag, section=section, limit=min(max(limit, 1), 200))
-    return [market_out(m) for m in markets]
+def sees_drafts(user) -> bool:
+    """Return whether ``user`` may see draft markets: editors only; to anyone else a draft does not exist."""
+    return user is not None and has_role(user, "editor")
 
 
-@router.post("", response={201: MarketOut, 400: Error, 403: Error}, summary="Create a market (editors)")
+def _utc(when: dt.datetime) -> dt.datetime:
+    """Return ``when`` in UTC (naive means UTC); refuse an instant outside the calendar."""
+    try:
+        return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise InvalidTrade("close_at is out of range") from None
+
+
+@router.get("", response={200: MarketPage, **errors(*ANY_ROUTE)}, auth=None, summary="List markets")
+def list_markets(
+    request,
+    status: Literal["open", "closed", "resolved", "cancelled", "draft"] | None = None,
+    tag: str | None = Query(None, max_length=100),
+    section: str | None = Query(None, max_length=100),
+    limit: int = Query(50, ge=1, le=LIST_PAGE_MAX),
+    cursor: str | None = cursor_param(),
+):
+    """Markets newest first, a page at a time; filter by status or by the linked articles' tag or section slug.
+
+    Drafts are listed for editors only, with `status=draft`.
+    """
+    after = decode_cursor(cursor, "datetime", "int") if cursor else None
+    drafts = sees_drafts(optional_user(request)) if status == "draft" else False
+    markets = selectors.list_markets(status=status, tag=tag, section=section, limit=limit + 1, after=after, drafts=drafts)
+    page = markets[:limit]
+    more = len(markets) > limit
+    return {"items": [market_out(m) for m in page], "next": encode_cursor(page[-1].created_at, page[-1].pk) if more else None}
+
+
+@router.post("", response={201: MarketOut, **errors(*ANY_ROUTE, *WITH_AUTH, *WITH_BODY)}, summary="Create a market (editors)")
 def create_market(request, payload: MarketIn):
     if not has_role(request.auth, "editor"):
         raise Forbidden("only editors create markets")
     b = to_micro(payload.liquidity_b, "liquidity_b")
+    close_at = _utc(payload.close_at)
     articles = selectors.articles_by_id(payload.articles)
     missing = sorted(set(payload.articles) - {a.pk for a in articles})
     if missing:
         raise InvalidTrade(f"no article with id {', '.join(map(str, missing))}")
     market = services.create_market(
-        question=payload.question, outcomes=payload.outcomes, liquidity_b_micro=b, close_at=payload.close_at,
+        question=payload.question, outcomes=payload.outcomes, liquidity_b_micro=b, close_at=close_at,
         created_by=request.auth, description=payload.description, resolution_criteria=payload.resolution_criteria,
         slug=payload.slug, articles=articles,
     )
-    return Status(201, market_out(selectors.market_detail(slug=market.slug)))
+    return Status(201, market_out(selectors.market_detail(slug=market.slug, drafts=True)))
 
 
-@router.get("/{slug}", response={200: MarketOut, 404: Error}, auth=None, url_name="market_detail", summary="One market")
+@router.get(
+    "/{slug}", response={200: MarketOut, **errors(*ANY_ROUTE, 404)}, auth=None, url_name="market_detail", summary="One market",
+)
 def market_detail(request, slug: str):
-    return market_out(selectors.market_detail(slug=slug))
+    """One market; a draft is not found except by editors."""
+    return market_out(selectors.market_detail(slug=slug, drafts=sees_drafts(optional_user(request))))
 
 
-@router.get("/{slug}/history", response={200: list[HistoryPoint], 404: Error}, auth=None, summary="Price history")
-def market_history(request, slug: str):
-    market = selectors.market_detail(slug=slug)
-    return [
-        {"at": at, "probabilities": {s: prob(p) for s, p in probs.items()}}
-        for at, probs in selectors.price_history(market=market)
-    ]
+@router.get("/{slug}/history", response={200: HistoryPage, **errors(*ANY_ROUTE, 404)}, auth=None, summary="Price history")
+def market_history(request, slug: str, limit: int = Query(500, ge=1, le=HISTORY_PAGE_MAX), cursor: str | None = cursor_param()):
+    """The opening odds, then the odds after each trade, thinned like the chart to at most 1,000 points, a page at a time."""
+    market = selectors.market_detail(slug=slug, drafts=sees_drafts(optional_user(request)))
+    through, start = decode_cursor(cursor, "int", "int") if cursor else (None, 0)
+    page = selectors.history_page(market=market, through=through, start=start, limit=limit)
+    slugs = [o.slug for o in market.outcomes.all()]
+    return {
+        "items": [{"at": at, "probabilities": {s: prob(p) for s, p in zip(slugs, probs)}} for at, probs in page["points"]],
+        "next": None if page["next_start"] is None else encode_cursor(page["through"], page["next_start"]),
+    }
 
 
-@router.post("/{slug}/quote", response={200: QuoteOut, 400: Error, 404: Error, 409: Error}, auth=None, summary="Quote a trade (dry run)")
+@router.post(
+    "/{slug}/quote", response={200: QuoteOut, **errors(*ANY_ROUTE, *WITH_BODY, 404, 409)}, auth=None, summary="Quote a trade (dry run)",
+)
 def quote(request, slug: str, payload: TradeIn):
-    market = selectors.market_detail(slug=slug)
-    fill = services.quote(market=market, request=_request(payload), user=optional_user(request))
+    user = optional_user(request)
+    market = selectors.market_detail(slug=slug, drafts=sees_drafts(user))
+    fill = services.quote(market=market, request=_request(payload), user=user)
     return quote_out(market, fill)
 
 
@@ -254,34 +378,69 @@ def trade_body(trade: Trade, market: Market, outcomes: list, position: Position,
         "balance": format_micro(balance_micro),
         "position": {"shares": format_micro(position.shares_micro), "cost_basis": format_micro(position.cost_basis_micro)},
         "created_at": trade.created_at.isoformat(),
-        "replayed": False,
     }
+
+
+_TRADE_OPENAPI = {
+    "parameters": [{
+        "in": "header",
+        "name": "Idempotency-Key",
+        "required": False,
+        "description": "1 to 200 visible ASCII characters; the same key and body again replays the first answer",
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN, "maxLength": 200},
+    }],
+    "responses": {
+        201: {"headers": {"Idempotent-Replayed": {
+            "description": "true when this is the stored answer to an earlier request with the same Idempotency-Key",
+            "schema": {"type": "string", "enum": ["true"]},
+        }}},
+    },
+}
 
 
 @router.post(
     "/{slug}/trades",
-    response={201: dict, 200: dict, 400: Error, 401: Error, 404: Error, 409: Error, 422: Error},
+    response={201: TradeOut, **errors(*ANY_ROUTE, *WITH_AUTH, *WITH_BODY, 404, 409, 422)},
+    openapi_extra=_TRADE_OPENAPI,
     summary="Buy or sell (send an Idempotency-Key header to make retries safe)",
 )
-def trade(request, slug: str, payload: TradeIn):
-    key = request.headers.get("Idempotency-Key") or None
-    if key is not None and not 1 <= len(key) <= 200:
-        raise InvalidTrade("Idempotency-Key must be 1 to 200 characters")
+def trade(request, slug: str, payload: TradeIn, response: HttpResponse):
+    """Buy or sell; a retry with the same Idempotency-Key and body answers 201 with the first body and `Idempotent-Replayed: true`."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise InvalidTrade("Idempotency-Key must be 1 to 200 visible ASCII characters")
+    selectors.ensure_visible(slug=slug, drafts=sees_drafts(request.auth))
     body = services.place_trade(user=request.auth, market_slug=slug, request=_request(payload), idempotency_key=key, render=trade_body)
-    return Status(200 if body.get("replayed") else 201, body)
+    # The service marks a replay; the answer is the stored body as it was, and the header says it is a replay.
+    if body.pop("replayed", False):
+        response["Idempotent-Replayed"] = "true"
+    return Status(201, body)
 
 
-@router.post("/{slug}/resolve", response={200: ResolveOut, 400: Error, 403: Error, 404: Error}, summary="Resolve or cancel (resolvers)")
+@router.post(
+    "/{slug}/resolve",
+    response={200: ResolveOut, **errors(*ANY_ROUTE, *WITH_AUTH, *WITH_BODY, 404, 409)},
+    summary="Resolve or cancel (resolvers)",
+)
 def resolve(request, slug: str, payload: ResolveIn):
+    """Resolve to one outcome, to probabilities, or cancel; the same settlement again is a 200 with `already_resolved`, a different one a 409."""
     if not has_role(request.auth, "resolver"):
         raise Forbidden("only resolvers resolve markets")
+    drafts = sees_drafts(request.auth)
+    selectors.ensure_visible(slug=slug, drafts=drafts)
+    for outcome, value in (payload.probabilities or {}).items():
+        if not PROBABILITY_RE.fullmatch(value):
+            raise InvalidTrade(f"probability for {outcome!r} must be a decimal string from 0 to 1 with at most 6 decimals")
+    for source in payload.sources:
+        if not _SOURCE_RE.fullmatch(source):
+            raise InvalidTrade(f"{source[:80]!r} is not a web address (http:// or https://)")
     result = services.resolve_market(
         market_slug=slug, by=request.auth, outcome=payload.outcome, probabilities=payload.probabilities,
         cancel=payload.cancel, note=payload.note, sources=payload.sources,
     )
     names = selectors.usernames(result.payouts)
     return {
-        "market": market_out(selectors.market_detail(slug=slug)),
+        "market": market_out(selectors.market_detail(slug=slug, drafts=True)),
         "payouts": {names[uid]: format_micro(amount) for uid, amount in result.payouts.items()},
         "returned_to_treasury": format_micro(result.returned_micro),
         "already_resolved": result.already_done,

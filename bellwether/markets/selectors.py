@@ -17,6 +17,7 @@ from taggit.models import Tag
 from bellwether.ledger.models import Account
 from bellwether.ledger.selectors import account_transfers
 from bellwether.news.models import ArticlePage, Region, SectionPage
+from bellwether.paging import BadCursor, newest_first_after
 
 from . import lmsr
 from .exceptions import MarketNotFound
@@ -33,17 +34,42 @@ def _with_outcomes(qs: QuerySet[Market]) -> QuerySet[Market]:
     )
 
 
-def market_detail(*, slug: str) -> Market:
-    """Return a market with its outcomes, or raise MarketNotFound."""
-    market = _with_outcomes(Market.objects.filter(slug=slug)).first()
+def market_detail(*, slug: str, drafts: bool = False) -> Market:
+    """Return a market with its outcomes, or raise MarketNotFound; a draft is found only with ``drafts`` (editors)."""
+    qs = Market.objects.filter(slug=slug)
+    if not drafts:
+        qs = qs.exclude(status=Market.Status.DRAFT)
+    market = _with_outcomes(qs).first()
     if market is None:
         raise MarketNotFound(f"no market {slug!r}")
     return market
 
 
-def list_markets(*, status: str | None = None, tag: str | None = None, section: str | None = None, limit: int = 50) -> list[Market]:
-    """Return markets, newest first, filtered by status and by their articles' tag or section."""
-    qs = Market.objects.exclude(status=Market.Status.DRAFT).order_by("-created_at", "-id")
+def ensure_visible(*, slug: str, drafts: bool = False) -> None:
+    """Raise MarketNotFound for a draft unless ``drafts`` (editors); a draft does not exist for anyone else."""
+    if not drafts and Market.objects.filter(slug=slug, status=Market.Status.DRAFT).exists():
+        raise MarketNotFound(f"no market {slug!r}")
+
+
+def list_markets(
+    *, status: str | None = None, tag: str | None = None, section: str | None = None, limit: int = 50,
+    after: tuple | None = None, drafts: bool = False,
+) -> list[Market]:
+    """Return markets, newest first, filtered by status and by their articles' tag or section.
+
+    ``after`` is the (created_at, id) of the last market of the previous
+    page. Drafts are listed only with ``drafts`` (editors), and only when
+    asked for with ``status="draft"``.
+    """
+    qs = Market.objects.order_by("-created_at", "-id")
+    if status == Market.Status.DRAFT:
+        if not drafts:
+            return []
+        qs = qs.filter(status=Market.Status.DRAFT)
+    else:
+        qs = qs.exclude(status=Market.Status.DRAFT)
+    if after is not None:
+        qs = qs.filter(newest_first_after("created_at", *after))
     now = timezone.now()
     if status == "open":
         qs = qs.filter(status=Market.Status.OPEN, close_at__gt=now)
@@ -62,16 +88,6 @@ def list_markets(*, status: str | None = None, tag: str | None = None, section: 
             condition |= Q(articles__path__startswith=path)
         qs = qs.filter(condition).distinct()
     return list(_with_outcomes(qs)[:limit])
-
-
-def price_history(*, market: Market) -> list[tuple]:
-    """Return (time, {slug: probability}) points: the opening odds, then after every trade."""
-    outcomes = list(market.outcomes.all())
-    slugs = [o.slug for o in outcomes]
-    points = [(market.created_at, dict(zip(slugs, [1 / len(slugs)] * len(slugs))))]
-    for at, probs in market.trades.order_by("created_at", "id").values_list("created_at", "probabilities_after"):
-        points.append((at, dict(zip(slugs, probs))))
-    return points
 
 
 def articles_by_id(ids: list[int]):
@@ -267,15 +283,55 @@ def _thinned_trades(trades: QuerySet[Trade], *, max_points: int) -> tuple[list[t
     if count == 0:
         return [], None
     picks = [i for i in _even_indices(count + 2, max_points) if 1 <= i <= count]
-    if len(picks) == count:
-        kept = list(ordered.values_list("created_at", "probabilities_after"))
-        return kept, kept[-1][1]
-    numbered = ordered.annotate(row=Window(RowNumber(), order_by=[F("created_at").asc(), F("id").asc()]))
-    rows = {
-        row: (at, probs)
-        for row, at, probs in numbered.filter(row__in={*picks, count}).values_list("row", "created_at", "probabilities_after")
-    }
+    rows = _numbered_trades(ordered, {*picks, count})
     return [rows[i] for i in picks], rows[count][1]
+
+
+def _numbered_trades(ordered: QuerySet[Trade], numbers: set[int]) -> dict[int, tuple]:
+    """Return {n: (created_at, probabilities_after)} for the n-th trades (from 1) of ``ordered`` (time order).
+
+    A run of consecutive numbers is a plain slice; scattered ones are picked
+    by row number in the database, so only the rows wanted travel.
+    """
+    if not numbers:
+        return {}
+    low, high = min(numbers), max(numbers)
+    if high - low + 1 == len(numbers):
+        return dict(zip(range(low, high + 1), ordered.values_list("created_at", "probabilities_after")[low - 1 : high]))
+    numbered = ordered.annotate(row=Window(RowNumber(), order_by=[F("created_at").asc(), F("id").asc()]))
+    return {
+        row: (at, probs)
+        for row, at, probs in numbered.filter(row__in=numbers).values_list("row", "created_at", "probabilities_after")
+    }
+
+
+def history_page(*, market: Market, through: int | None = None, start: int = 0, limit: int, max_points: int = CHART_MAX_POINTS) -> dict:
+    """Return one page of the market's price history, thinned like the chart, and where the next page starts.
+
+    The history is the opening odds at ``created_at``, then the odds after
+    each trade in time order, spread evenly down to ``max_points`` points
+    (the first and the latest always kept) the way the chart thins its
+    line. ``through`` is how many trades the history covers: the count
+    when the first page was read, so later pages pick from the same points
+    while new trades arrive (a market's trades only ever add at the end).
+    Returns {"points": [(at, [p_i])], "through", "next_start" (None on the
+    last page)}; raises BadCursor when ``through`` or ``start`` cannot come
+    from an earlier page.
+    """
+    ordered = market.trades.order_by("created_at", "id")
+    count = ordered.count()
+    through = count if through is None else through
+    if through > count:
+        raise BadCursor("the cursor is not one this list gave out")
+    picks = _even_indices(through + 1, max_points)
+    if start >= len(picks):
+        raise BadCursor("the cursor is not one this list gave out")
+    page = picks[start : start + limit]
+    rows = _numbered_trades(ordered, {i for i in page if i >= 1})
+    n = len(market.outcomes.all())
+    points = [(market.created_at, _opening_odds(n)) if i == 0 else (rows[i][0], list(rows[i][1])) for i in page]
+    end = start + len(page)
+    return {"points": points, "through": through, "next_start": end if end < len(picks) else None}
 
 
 def chart_series(*, market: Market, range_key: str = "all", now=None, max_points: int = CHART_MAX_POINTS) -> dict:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ninja import Router, Schema
+from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
+
+from bellwether.api_common import ANY_ROUTE, cursor_param, errors
+from bellwether.paging import decode_cursor, encode_cursor
 
 from . import selectors
 
@@ -30,6 +33,14 @@ class ArticleDetailOut(ArticleOut):
     body: list[dict]
 
 
+class ArticlePage(Schema):
+    items: list[ArticleOut]
+    next: str | None = Field(None, description="send as ?cursor= for the next page; null on the last page")
+
+
+ARTICLES_PAGE_MAX = 100
+
+
 def article_out(article, *, body: bool = False) -> dict:
     data = {
         "id": article.pk,
@@ -49,12 +60,19 @@ def article_out(article, *, body: bool = False) -> dict:
     return data
 
 
-@router.get("", response=list[ArticleOut], auth=None, summary="Latest articles")
-def list_articles(request, limit: int = 20):
-    return [article_out(a) for a in selectors.live_articles()[: min(max(limit, 1), 100)]]
+@router.get("", response={200: ArticlePage, **errors(*ANY_ROUTE)}, auth=None, summary="Latest articles")
+def list_articles(request, limit: int = Query(20, ge=1, le=ARTICLES_PAGE_MAX), cursor: str | None = cursor_param()):
+    """Published articles, newest first, a page at a time."""
+    after = decode_cursor(cursor, "datetime?", "int") if cursor else None
+    articles = selectors.articles_page(limit=limit + 1, after=after)
+    page = articles[:limit]
+    return {
+        "items": [article_out(a) for a in page],
+        "next": encode_cursor(page[-1].published_at, page[-1].pk) if len(articles) > limit else None,
+    }
 
 
-@router.get("/{article_id}", response=ArticleDetailOut, auth=None, summary="One article with its body")
+@router.get("/{article_id}", response={200: ArticleDetailOut, **errors(*ANY_ROUTE, 404)}, auth=None, summary="One article with its body")
 def article_detail(request, article_id: int):
     article = selectors.live_articles().filter(pk=article_id).first()
     if article is None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from wagtail.models import Page
+
+from bellwether.paging import newest_first_after
 
 from .models import ArticlePage, ArticlePageTag, HomePage, Person, SectionPage
 
@@ -30,6 +32,17 @@ def live_articles() -> QuerySet[ArticlePage]:
         )
         .order_by("-published_at", "-id")
     )
+
+
+def articles_page(*, limit: int, after: tuple | None = None) -> list[ArticlePage]:
+    """Return up to ``limit`` published articles, newest first, after the (published_at, id) ``after`` of an earlier page.
+
+    Articles without a publication time come last, on both databases.
+    """
+    articles = live_articles().order_by(F("published_at").desc(nulls_last=True), "-id")
+    if after is not None:
+        articles = articles.filter(newest_first_after("published_at", *after, nullable=True))
+    return list(articles[:limit])
 
 
 def attach_sections(articles: Iterable[ArticlePage]) -> list[ArticlePage]:

@@ -70,7 +70,9 @@ def directory(request: HttpRequest, kind: str) -> HttpResponse:
 @require_GET
 def search(request: HttpRequest) -> HttpResponse:
     """Search headlines, standfirsts and bodies."""
-    query = request.GET.get("q", "").strip()[:SEARCH_MAX_QUERY]
+    # RequestGuardMiddleware refuses a NUL before it gets here; dropping it too keeps
+    # the view safe on its own (PostgreSQL's full-text search cannot take one).
+    query = request.GET.get("q", "").replace("\x00", "").strip()[:SEARCH_MAX_QUERY]
     page_obj = None
     articles: list[ArticlePage] = []
     if query:

@@ -305,18 +305,20 @@ def test_create_market_gives_a_taken_slug_a_suffix(client, editor):
         ({"liquidity_b": "0"}, "liquidity_b must be greater than zero"),
         ({"liquidity_b": "-5"}, "liquidity_b must be greater than zero"),
         ({"liquidity_b": "abc"}, 'liquidity_b must be a decimal string such as "12.5"'),
-        ({"liquidity_b": "1e999"}, "liquidity_b is too large (at most 1000000000)"),
-        ({"liquidity_b": "NaN"}, "liquidity_b must be a finite number"),
-        ({"liquidity_b": "Infinity"}, "liquidity_b must be a finite number"),
+        ({"liquidity_b": "1e999"}, 'liquidity_b must be a decimal string such as "12.5"'),
+        ({"liquidity_b": "1000000000.000001"}, "liquidity_b is too large (at most 1000000000)"),
+        ({"liquidity_b": "99999999999"}, "liquidity_b is too large (at most 1000000000)"),
+        ({"liquidity_b": "NaN"}, 'liquidity_b must be a decimal string such as "12.5"'),
+        ({"liquidity_b": "Infinity"}, 'liquidity_b must be a decimal string such as "12.5"'),
         ({"liquidity_b": "0.0000001"}, "liquidity_b has more than 6 decimal places"),
         ({"liquidity_b": 100}, None),
-        ({"outcomes": ["Only one"]}, "a market has 2 to 50 outcomes"),
-        ({"outcomes": []}, "a market has 2 to 50 outcomes"),
-        ({"outcomes": [f"Option {i}" for i in range(51)]}, "a market has 2 to 50 outcomes"),
-        ({"outcomes": ["Red", "Blue", "Red"]}, "outcome names must be non-empty and distinct"),
-        ({"outcomes": ["Red", "red"]}, "outcome names must be non-empty and distinct"),
-        ({"outcomes": ["Red", "   "]}, "outcome names must be non-empty and distinct"),
-        ({"question": "   "}, "a market needs a question"),
+        ({"outcomes": ["Only one"]}, "outcomes: List should have at least 2 items after validation, not 1"),
+        ({"outcomes": []}, "outcomes: List should have at least 2 items after validation, not 0"),
+        ({"outcomes": [f"Option {i}" for i in range(51)]}, "outcomes: List should have at most 50 items after validation, not 51"),
+        ({"outcomes": ["Red", "Blue", "Red"]}, None),
+        ({"outcomes": ["Red", "red"]}, None),
+        ({"outcomes": ["Red", "   "]}, None),
+        ({"question": "   "}, None),
         ({"question": "x" * 301}, None),
         ({"close_at": "next tuesday"}, None),
     ],
@@ -383,12 +385,13 @@ def test_list_markets_filters_by_status(client, editor, resolver):
 
     everything = get(client, "/markets")
     assert everything.status_code == 200
-    assert [m["slug"] for m in everything.json()] == [cancelled, resolved, closed, open_]
-    assert [m["status"] for m in everything.json()] == ["cancelled", "resolved", "closed", "open"]
+    assert [m["slug"] for m in everything.json()["items"]] == [cancelled, resolved, closed, open_]
+    assert [m["status"] for m in everything.json()["items"]] == ["cancelled", "resolved", "closed", "open"]
+    assert everything.json()["next"] is None
     for status, slug in [("open", open_), ("closed", closed), ("resolved", resolved), ("cancelled", cancelled)]:
         response = get(client, "/markets", status=status)
         assert response.status_code == 200
-        assert [m["slug"] for m in response.json()] == [slug], status
+        assert [m["slug"] for m in response.json()["items"]] == [slug], status
 
 
 def test_list_markets_filters_by_tag_and_section_of_linked_articles(client, editor):
@@ -402,7 +405,7 @@ def test_list_markets_filters_by_tag_and_section_of_linked_articles(client, edit
     def slugs(**params):
         response = get(client, "/markets", **params)
         assert response.status_code == 200
-        return [m["slug"] for m in response.json()]
+        return [m["slug"] for m in response.json()["items"]]
 
     assert slugs(tag="harbours") == [world_market]
     assert slugs(tag="elections") == [politics_market]
@@ -428,10 +431,11 @@ def test_history_starts_uniform_then_adds_one_point_per_trade(client, market, al
     """Start the price history at the uniform odds and add one point per trade."""
     slug = market["slug"]
     first = get(client, f"/markets/{slug}/history").json()
-    assert [p["probabilities"] for p in first] == [{"yes": "0.500000", "no": "0.500000"}]
+    assert [p["probabilities"] for p in first["items"]] == [{"yes": "0.500000", "no": "0.500000"}]
+    assert first["next"] is None
     t1 = buy(client, alice, slug, "yes", "30")
     t2 = buy(client, bob, slug, "no", "5")
-    points = get(client, f"/markets/{slug}/history").json()
+    points = get(client, f"/markets/{slug}/history").json()["items"]
     assert [p["probabilities"] for p in points] == [{"yes": "0.500000", "no": "0.500000"}, t1["probabilities"], t2["probabilities"]]
     times = [dt.datetime.fromisoformat(p["at"].replace("Z", "+00:00")) for p in points]
     assert times == sorted(times)
@@ -440,7 +444,7 @@ def test_history_starts_uniform_then_adds_one_point_per_trade(client, market, al
 def test_history_of_a_multiple_choice_market_is_uniform_over_its_outcomes(client, editor):
     """Open a three-way market's history at 1/3 each."""
     data = create_market(client, editor, outcomes=["A", "B", "C"])
-    points = get(client, f"/markets/{data['slug']}/history").json()
+    points = get(client, f"/markets/{data['slug']}/history").json()["items"]
     assert [p["probabilities"] for p in points] == [{"a": "0.333333", "b": "0.333333", "c": "0.333333"}]
 
 
@@ -560,7 +564,7 @@ def test_buy_by_shares_charges_the_rounded_up_cost(client, market, alice):
     assert body["probabilities"] == {"yes": prices[0], "no": prices[1]}
     assert body["balance"] == "994.875052"
     assert body["position"] == {"shares": "10.000000", "cost_basis": "5.124948"}
-    assert body["replayed"] is False
+    assert "replayed" not in body and "Idempotent-Replayed" not in response.headers
     for value in (body["shares"], body["amount"], body["balance"], *body["probabilities"].values(), *body["position"].values()):
         assert DECIMAL6.match(value), value
 
@@ -662,10 +666,11 @@ def test_buy_beyond_the_balance_is_refused(client, market, alice):
     [
         ({"outcome": "yes", "shares": "-1"}, "shares must be greater than zero"),
         ({"outcome": "yes", "shares": "0"}, "shares must be greater than zero"),
-        ({"outcome": "yes", "shares": "NaN"}, "shares must be a finite number"),
-        ({"outcome": "yes", "shares": "Infinity"}, "shares must be a finite number"),
-        ({"outcome": "yes", "shares": "-Infinity"}, "shares must be a finite number"),
-        ({"outcome": "yes", "shares": "1e20"}, "shares is too large (at most 1000000000)"),
+        ({"outcome": "yes", "shares": "NaN"}, 'shares must be a decimal string such as "12.5"'),
+        ({"outcome": "yes", "shares": "Infinity"}, 'shares must be a decimal string such as "12.5"'),
+        ({"outcome": "yes", "shares": "-Infinity"}, 'shares must be a decimal string such as "12.5"'),
+        ({"outcome": "yes", "shares": "1e20"}, 'shares must be a decimal string such as "12.5"'),
+        ({"outcome": "yes", "shares": "1000000001"}, "shares is too large (at most 1000000000)"),
         ({"outcome": "yes", "shares": "0.0000001"}, "shares has more than 6 decimal places"),
         ({"outcome": "yes", "shares": "ten"}, 'shares must be a decimal string such as "12.5"'),
         ({"outcome": "yes", "shares": ""}, 'shares must be a decimal string such as "12.5"'),
@@ -748,19 +753,20 @@ def test_trade_on_an_unknown_market_is_not_found(client, alice):
 
 
 def test_same_key_same_body_replays_the_stored_response(client, market, alice):
-    """Replay a repeated trade with the same key and body: 200, the stored body with replayed true, one trade, one debit."""
+    """Replay a repeated trade with the same key and body: the original 201 and body, `Idempotent-Replayed: true`, one trade, one debit."""
     slug = market["slug"]
     first = trade(client, alice, slug, key="k-1", outcome="yes", shares="10")
     assert first.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers
     after_first = snapshot()
     second = trade(client, alice, slug, key="k-1", outcome="yes", shares="10")
-    assert second.status_code == 200
-    assert second.json() == {**first.json(), "replayed": True}
-    assert first.json()["replayed"] is False
+    assert second.status_code == 201
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.content == first.content
     assert snapshot() == after_first
     # The same request written differently ("10.0" is 10 shares) is the same request.
     third = trade(client, alice, slug, key="k-1", outcome="yes", shares="10.0")
-    assert third.status_code == 200 and third.json() == second.json()
+    assert (third.status_code, third.headers["Idempotent-Replayed"], third.content) == (201, "true", first.content)
     assert snapshot() == after_first
     assert Trade.objects.count() == 1
     assert Transfer.objects.filter(kind="buy").count() == 1
@@ -787,22 +793,25 @@ def test_idempotency_keys_are_per_user(client, market, alice, bob):
     first = trade(client, alice, slug, key="shared-key", outcome="yes", shares="10")
     second = trade(client, bob, slug, key="shared-key", outcome="yes", shares="10")
     assert (first.status_code, second.status_code) == (201, 201)
-    assert second.json()["replayed"] is False
+    assert "Idempotent-Replayed" not in second.headers
     assert second.json()["trade_id"] != first.json()["trade_id"]
     assert Trade.objects.count() == 2
     assert alice.balance == START - 5_124_948
     assert bob.balance == START - ref_buy([10 * M, 0], 100 * M, 0, 10 * M)
 
 
-def test_idempotency_key_length_is_limited_to_200(client, market, alice):
-    """Refuse an Idempotency-Key longer than 200 characters with 400; accept one of exactly 200."""
+@pytest.mark.parametrize("key", ["k" * 201, "", "two words", "k\x00", "clé"], ids=["201 chars", "empty", "space", "NUL", "non-ASCII"])
+def test_idempotency_key_must_be_1_to_200_visible_ascii_characters(client, market, alice, key):
+    """Refuse an Idempotency-Key that is empty, longer than 200 characters or not visible ASCII with 400; accept one of exactly 200."""
     slug = market["slug"]
     before = snapshot()
-    assert_error(trade(client, alice, slug, key="k" * 201, outcome="yes", shares="1"), 400, "invalid", "Idempotency-Key must be 1 to 200 characters")
+    message = "Idempotency-Key must be 1 to 200 visible ASCII characters"
+    assert_error(trade(client, alice, slug, key=key, outcome="yes", shares="1"), 400, "invalid", message)
     assert snapshot() == before
     ok = trade(client, alice, slug, key="k" * 200, outcome="yes", shares="1")
     assert ok.status_code == 201
-    assert trade(client, alice, slug, key="k" * 200, outcome="yes", shares="1").status_code == 200
+    again = trade(client, alice, slug, key="k" * 200, outcome="yes", shares="1")
+    assert (again.status_code, again.headers["Idempotent-Replayed"]) == (201, "true")
 
 
 def test_refused_trade_does_not_store_its_key(client, market, alice):
@@ -940,7 +949,9 @@ def test_resolve_to_probabilities_pays_the_floor_of_shares_times_p(client, marke
         ({"probabilities": {"yes": "1"}}, "give a probability for every outcome: yes, no"),
         ({"probabilities": {"yes": "0.5", "no": "0.5", "maybe": "0"}}, "give a probability for every outcome: yes, no"),
         ({"probabilities": {"yes": "1.5", "no": "-0.5"}}, None),
-        ({"probabilities": {"yes": "half", "no": "0.5"}}, "probability for 'yes' is not a number"),
+        ({"probabilities": {"yes": "half", "no": "0.5"}}, "probability for 'yes' must be a decimal string from 0 to 1 with at most 6 decimals"),
+        ({"probabilities": {"yes": " 0.5", "no": "0.5"}}, "probability for 'yes' must be a decimal string from 0 to 1 with at most 6 decimals"),
+        ({"probabilities": {"yes": "0_5", "no": "0.5"}}, "probability for 'yes' must be a decimal string from 0 to 1 with at most 6 decimals"),
         ({"probabilities": {"yes": "0.3000001", "no": "0.6999999"}}, None),
         ({"probabilities": {"yes": 0.3, "no": 0.7}}, None),
         ({"probabilities": {}}, None),
@@ -1040,12 +1051,12 @@ def test_cancel_draws_refunds_beyond_the_pool_from_the_treasury(client, market, 
 
 
 def test_second_resolution_pays_nothing_more(client, market, alice, resolver):
-    """Answer a second resolve with 200 already_resolved and move no money; the first resolution stands."""
+    """Answer the same resolution again with 200 already_resolved and move no money; the first resolution stands."""
     slug = market["slug"]
     buy(client, alice, slug, "yes", "10")
     assert resolve(client, resolver, slug, outcome="yes", note="first").status_code == 200
     before = snapshot()
-    for body in ({"outcome": "yes"}, {"outcome": "no", "note": "second"}, {"cancel": True}):
+    for body in ({"outcome": "yes"}, {"outcome": "yes", "note": "second"}):
         response = resolve(client, resolver, slug, **body)
         assert response.status_code == 200, response.content
         data = response.json()
@@ -1056,6 +1067,23 @@ def test_second_resolution_pays_nothing_more(client, market, alice, resolver):
         assert data["market"]["resolution_note"] == "first"
     assert snapshot() == before
     assert_audit_passes()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"outcome": "no"}, {"cancel": True}, {"probabilities": {"yes": "0.5", "no": "0.5"}}],
+    ids=["other outcome", "cancel", "probabilities"],
+)
+def test_resolving_a_resolved_market_another_way_is_a_conflict(client, market, alice, resolver, body):
+    """Refuse to settle a resolved market differently with 409 conflict, moving no money; the first resolution stands."""
+    slug = market["slug"]
+    buy(client, alice, slug, "yes", "10")
+    assert resolve(client, resolver, slug, outcome="yes", note="first").status_code == 200
+    before = snapshot()
+    assert_error(resolve(client, resolver, slug, **body), 409, "conflict")
+    assert snapshot() == before
+    detail = get(client, f"/markets/{slug}").json()
+    assert (detail["resolution"], detail["resolution_note"]) == ({"outcome": "yes"}, "first")
 
 
 def test_resolve_a_closed_market_and_a_multiple_choice_market(client, editor, alice, bob, resolver):
@@ -1130,7 +1158,8 @@ def test_my_transfers_list_grant_buy_sell_payout_with_signed_amounts(client, mar
     assert resolve(client, resolver, slug, outcome="yes").status_code == 200
     response = get(client, "/me/transfers", alice.token)
     assert response.status_code == 200
-    lines = response.json()
+    assert response.json()["next"] is None
+    lines = response.json()["items"]
     market_id = Market.objects.get(slug=slug).pk
     assert [(line["kind"], line["amount"], line["reference"]) for line in lines] == [
         ("payout", "6.000000", f"market:{market_id}"),
@@ -1151,7 +1180,7 @@ def test_articles_list_and_detail(client):
     article = make_article(headline="Harbour strike ends", tags=("Harbours", "Labour"), section_path=("World", "Europe"))
     listed = client.get(f"{API}/articles")
     assert listed.status_code == 200
-    row = next(a for a in listed.json() if a["id"] == article.pk)
+    row = next(a for a in listed.json()["items"] if a["id"] == article.pk)
     assert row["headline"] == "Harbour strike ends"
     assert row["section"] == ["World", "Europe"]
     assert row["region"] == "Europe" and row["desk"] == "Data Desk"
