@@ -14,7 +14,7 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
 from bellwether.accounts.services import authenticate_token
-from bellwether.api_common import error_body
+from bellwether.api_common import CODE_BY_STATUS, error_body
 from bellwether.ledger.exceptions import LedgerError
 from bellwether.markets.exceptions import MarketError
 from bellwether.paging import BadCursor
@@ -32,7 +32,6 @@ STATUS_BY_CODE = {
     "idempotency_conflict": 422,
     "rate_limited": 429,
 }
-CODE_BY_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "payload_too_large", 429: "rate_limited"}
 
 
 class BearerToken(HttpBearer):

@@ -34,10 +34,19 @@ ProbabilityString = Annotated[
     WithJsonSchema({"type": "string", "pattern": PROBABILITY_PATTERN, "maxLength": 8, "examples": ["0.25"]}),
 ]
 
+# Wagtail's page ids (articles) are 32-bit: a larger id is refused as invalid
+# instead of reaching the database, which cannot compare with it.
+MAX_PAGE_ID = 2**31 - 1
+
 ERROR_CODES = (
-    "invalid", "unauthorized", "forbidden", "not_found", "market_closed", "slippage_exceeded", "conflict",
-    "insufficient_funds", "idempotency_conflict", "payload_too_large", "rate_limited",
+    "invalid", "unauthorized", "forbidden", "not_found", "method_not_allowed", "market_closed", "slippage_exceeded",
+    "conflict", "insufficient_funds", "idempotency_conflict", "payload_too_large", "rate_limited", "server_error",
 )
+# The code of an error answered by status alone (no domain exception names it).
+CODE_BY_STATUS = {
+    401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+    413: "payload_too_large", 429: "rate_limited", 500: "server_error",
+}
 
 
 class ErrorDetail(Schema):

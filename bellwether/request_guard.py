@@ -7,7 +7,9 @@ parameter, a form field or a JSON body, used to reach a query and end as a
 JSON error body under /api/, Django's plain 400 page elsewhere.
 
 API bodies larger than API_MAX_BODY_BYTES (1 MB unless the setting says
-otherwise) are answered 413 with the JSON error body before they are read.
+otherwise) are answered 413 with the JSON error body before they are read,
+and any other error under /api/ that is not JSON already (Django's 404 page,
+ninja's plain 405) is answered with the JSON error body too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import bad_request
 
-from bellwether.api_common import error_body
+from bellwether.api_common import CODE_BY_STATUS, error_body
 
 API_PREFIX = "/api/"
 API_MAX_BODY_BYTES = 1_048_576
@@ -45,13 +47,34 @@ class RequestGuardMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        is_api = request.path.startswith(API_PREFIX)
         try:
             check_request(request)
         except Refused as refused:
-            if request.path.startswith(API_PREFIX):
+            if is_api:
                 return JsonResponse(error_body(refused.code, refused.message), status=refused.status)
             return bad_request(request, refused)
-        return self.get_response(request)
+        response = self.get_response(request)
+        if is_api and response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
+            return as_api_error(response)
+        return response
+
+
+def as_api_error(response: HttpResponse) -> HttpResponse:
+    """Return ``response`` (an error Django or ninja answered in plain text or HTML) as the API's JSON error body.
+
+    An unknown address under /api/ (Django's 404 page) and a method a route
+    does not take (ninja's plain 405) are errors of the API like any other,
+    and a client reads them the same way. Headers such as ``Allow`` are kept.
+    """
+    status = response.status_code
+    code = CODE_BY_STATUS.get(status, "invalid" if status < 500 else "server_error")
+    message = {404: "no such address in the API", 405: "this address does not take that method"}.get(status, response.reason_phrase)
+    answer = JsonResponse(error_body(code, message), status=status)
+    for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if header in response:
+            answer[header] = response[header]
+    return answer
 
 
 def api_max_body_bytes() -> int:

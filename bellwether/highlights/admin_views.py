@@ -368,8 +368,8 @@ def get_urlpatterns():
         path("", IssueIndexView.as_view(), name="index"),
         path("build/", IssueBuildView.as_view(), name="build"),
         path("subscribers/", SubscriberIndexView.as_view(), name="subscribers"),
-        path("<int:number>/", IssueEditView.as_view(), name="edit"),
-        path("<int:number>/preview/", IssuePreviewView.as_view(), name="preview"),
-        path("<int:number>/preview.html", IssuePreviewHtmlView.as_view(), name="preview_html"),
-        path("<int:number>/send/", IssueSendView.as_view(), name="send"),
+        path("<id:number>/", IssueEditView.as_view(), name="edit"),
+        path("<id:number>/preview/", IssuePreviewView.as_view(), name="preview"),
+        path("<id:number>/preview.html", IssuePreviewHtmlView.as_view(), name="preview_html"),
+        path("<id:number>/send/", IssueSendView.as_view(), name="send"),
     ]

@@ -10,6 +10,6 @@ urlpatterns = [
     path("highlights/signup-box/", views.signup_box, name="signup-box"),
     path("highlights/confirm/<str:signed>/", views.confirm, name="confirm"),
     path("highlights/unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
-    path("highlights/<int:number>/", views.issue_page, name="issue"),
-    path("highlights/<int:number>/charts/<slug:market>.png", views.chart_png, name="chart"),
+    path("highlights/<id:number>/", views.issue_page, name="issue"),
+    path("highlights/<id:number>/charts/<slug:market>.png", views.chart_png, name="chart"),
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from array import array
 
@@ -34,6 +35,7 @@ from .hub import CLOSED, get_hub, make_message
 from .replay import read_page, replayed_before
 
 RETRY = b"retry: 2000\n\n"
+TRADE_ID_RE = re.compile(r"[0-9]{1,18}")
 PING = b": ping\n\n"
 # How long one stream stays open under WSGI before the client is told to reconnect.
 WSGI_STREAM_S = 10.0
@@ -74,7 +76,8 @@ def resume_point(request) -> int | None:
     the newer id it last received.
     """
     for value in (request.headers.get("Last-Event-ID"), request.GET.get("since")):
-        if value is not None and value.strip().isdigit():
+        # ASCII digits only (str.isdigit also accepts "²"), and few enough to fit a 64-bit id.
+        if value is not None and TRADE_ID_RE.fullmatch(value.strip()):
             return int(value)
     return None
 

@@ -592,13 +592,13 @@ class MarketViewSet(ModelViewSet):
             path("", self.index_view, name="index"),
             path("results/", self.index_results_view, name="index_results"),
             path("new/", MarketCreateView.as_view(), name="add"),
-            path("edit/<int:pk>/", MarketEditView.as_view(), name="edit"),
-            path("open/<int:pk>/", MarketOpenView.as_view(), name="open"),
-            path("link/<int:pk>/", MarketLinkArticleView.as_view(), name="link"),
-            path("unlink/<int:pk>/<int:article_id>/", MarketUnlinkArticleView.as_view(), name="unlink"),
-            path("resolve/<int:pk>/", MarketResolveView.as_view(), name="resolve"),
-            path("resolve/<int:pk>/confirm/", MarketResolveConfirmView.as_view(), name="resolve_confirm"),
-            path("article/<int:page_id>/", ArticleMarketsView.as_view(), name="article"),
+            path("edit/<id:pk>/", MarketEditView.as_view(), name="edit"),
+            path("open/<id:pk>/", MarketOpenView.as_view(), name="open"),
+            path("link/<id:pk>/", MarketLinkArticleView.as_view(), name="link"),
+            path("unlink/<id:pk>/<id:article_id>/", MarketUnlinkArticleView.as_view(), name="unlink"),
+            path("resolve/<id:pk>/", MarketResolveView.as_view(), name="resolve"),
+            path("resolve/<id:pk>/confirm/", MarketResolveConfirmView.as_view(), name="resolve_confirm"),
+            path("article/<id:page_id>/", ArticleMarketsView.as_view(), name="article"),
         ]
 
 

@@ -12,7 +12,7 @@ from pydantic import BeforeValidator, ConfigDict, StrictBool, StrictInt, StringC
 
 from bellwether.accounts.services import authenticate_token, has_role
 from bellwether.api_common import (
-    ANY_ROUTE, DECIMAL_RE, PROBABILITY_RE, WITH_AUTH, WITH_BODY, DecimalString, ProbabilityString, cursor_param, errors,
+    ANY_ROUTE, DECIMAL_RE, MAX_PAGE_ID, PROBABILITY_RE, WITH_AUTH, WITH_BODY, DecimalString, ProbabilityString, cursor_param, errors,
 )
 from bellwether.ledger.services import format_micro
 from bellwether.paging import decode_cursor, encode_cursor
@@ -103,7 +103,7 @@ OutcomeSlug = Annotated[str, StringConstraints(min_length=1, max_length=limits.O
 # JSON has no integers posing as booleans or strings posing as numbers: refuse
 # them rather than guess (pydantic's lax mode would read 0 as false and a
 # number as a time), so every body the schema refuses, the API refuses too.
-ArticleId = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+ArticleId = Annotated[StrictInt, Field(ge=1, le=MAX_PAGE_ID)]
 
 
 def _text_only(value):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Path, Query, Router, Schema
 from ninja.errors import HttpError
 
-from bellwether.api_common import ANY_ROUTE, cursor_param, errors
+from bellwether.api_common import ANY_ROUTE, MAX_PAGE_ID, cursor_param, errors
 from bellwether.paging import decode_cursor, encode_cursor
 
 from . import selectors
@@ -73,7 +73,7 @@ def list_articles(request, limit: int = Query(20, ge=1, le=ARTICLES_PAGE_MAX), c
 
 
 @router.get("/{article_id}", response={200: ArticleDetailOut, **errors(*ANY_ROUTE, 404)}, auth=None, summary="One article with its body")
-def article_detail(request, article_id: int):
+def article_detail(request, article_id: int = Path(..., ge=1, le=MAX_PAGE_ID)):
     article = selectors.live_articles().filter(pk=article_id).first()
     if article is None:
         raise HttpError(404, f"no article {article_id}")

@@ -240,3 +240,17 @@ def test_under_wsgi_a_stream_polls_for_a_while_and_ends(ana, announced, client, 
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(closing).result()
+
+@pytest.mark.parametrize(
+    ("since", "header", "expected"),
+    [("12", None, 12), (" 12 ", None, 12), ("12", "30", 30), ("²", None, None), ("١٢", None, None), ("9" * 30, None, None),
+     ("-3", None, None), ("", None, None), ("abc", "²", None)],
+)
+def test_a_resume_point_is_ascii_digits_that_fit_a_trade_id(since, header, expected):
+    """Take ?since= and Last-Event-ID only as 1 to 18 ASCII digits; anything else ("²", other scripts, 30 digits) resumes nothing."""
+    from django.test import RequestFactory
+
+    from bellwether.live.views import resume_point
+
+    headers = {"HTTP_LAST_EVENT_ID": header} if header is not None else {}
+    assert resume_point(RequestFactory().get("/live/markets/", {"since": since}, **headers)) == expected

@@ -87,3 +87,38 @@ def test_pages_and_the_api_keep_working(client, home):
     assert client.get("/api/v1/markets?tag=harbours").status_code == 200
     response = client.post("/api/v1/markets/no-such/quote", '{"outcome": "a\\\\u0000", "shares": "1"}', content_type="application/json")
     assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+
+
+# --- ids past the database's integers, and errors no route answers ----------------
+
+
+HUGE = "9" * 30
+
+
+@pytest.mark.parametrize("path", [f"/markets/panels/article/{HUGE}/", f"/markets/panels/section/{HUGE}/", f"/highlights/{HUGE}/"])
+def test_a_page_id_too_large_for_the_database_is_a_404(client, home, path):
+    """Answer an id of 30 digits in a page address with 404: it matches no URL instead of overflowing a query."""
+    assert client.get(path).status_code == 404
+
+
+def test_an_api_article_id_too_large_for_the_database_is_a_400(client):
+    """Refuse /api/v1/articles/<30 digits> with 400 and the JSON error body, before any query."""
+    response = client.get(f"/api/v1/articles/{HUGE}")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize(("method", "path"), [("put", "/api/v1/markets"), ("delete", "/api/v1/markets/some-market")])
+def test_a_method_a_route_does_not_take_is_a_405_with_the_json_error(client, method, path):
+    """Answer an unsupported method with 405, its Allow header and the API's JSON error body."""
+    response = getattr(client, method)(path)
+    assert response.status_code == 405
+    assert response.json() == {"error": {"code": "method_not_allowed", "message": "this address does not take that method"}}
+    assert "GET" in response["Allow"]
+
+
+def test_an_unknown_api_address_is_a_404_with_the_json_error(client):
+    """Answer an address under /api/ that no route has with 404 and the JSON error body, not Django's HTML page."""
+    response = client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "no such address in the API"}}
