@@ -174,8 +174,10 @@ def test_a_token_shows_only_its_own_users_data(client, alice, bob):
     assert alice_me["username"] == "alice" and alice_me["balance"] == "994.875052" and len(alice_me["positions"]) == 1
     assert bob_me == {"username": "bob", "balance": "1000.000000", "positions": []}
 
-    alice_lines = client.get(f"{API}/me/transfers", **bearer(alice_raw)).json()
-    bob_lines = client.get(f"{API}/me/transfers", **bearer(bob_raw)).json()
+    alice_page = client.get(f"{API}/me/transfers", **bearer(alice_raw)).json()
+    bob_page = client.get(f"{API}/me/transfers", **bearer(bob_raw)).json()
+    assert alice_page["next"] is None and bob_page["next"] is None
+    alice_lines, bob_lines = alice_page["items"], bob_page["items"]
     assert [(line["kind"], line["amount"]) for line in alice_lines] == [("buy", "-5.124948"), ("grant", "1000.000000")]
     assert [(line["kind"], line["amount"], line["reference"]) for line in bob_lines] == [("grant", "1000.000000", f"user:{bob.pk}")]
     assert not {line["id"] for line in alice_lines} & {line["id"] for line in bob_lines}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from bellwether.accounts.services import create_user
 from bellwether.markets import services
+from bellwether.news.middleware import page_cache
 from tests.news.factories import make_article
 
 pytestmark = pytest.mark.django_db
@@ -19,9 +19,9 @@ M = services.MICRO
 @pytest.fixture
 def panel_cache(settings):
     settings.PANEL_CACHE_TTL_S = 60
-    cache.clear()
+    page_cache.clear()
     yield
-    cache.clear()
+    page_cache.clear()
 
 
 def test_a_panel_is_rendered_once_per_trade(client, home, panel_cache, django_assert_num_queries):

@@ -32,7 +32,7 @@ from bellwether.ledger.models import Account, Transfer
 from bellwether.ledger.services import format_micro
 from bellwether.markets import services
 from bellwether.markets.audit import run_audit
-from bellwether.markets.exceptions import IdempotencyConflict, InsufficientFunds, InvalidTrade, MarketClosed
+from bellwether.markets.exceptions import IdempotencyConflict, InsufficientFunds, InvalidTrade, MarketClosed, ResolutionConflict
 from bellwether.markets.models import IdempotencyKey, Market, MarketArticle, Outcome, Position, Trade
 
 MICRO = 1_000_000
@@ -78,7 +78,8 @@ class MarketServices(RuleBasedStateMachine):
         self.n_keys = 0
         self.keyed: list[tuple[object, str, str, services.TradeRequest, dict]] = []
         self.open: list[str] = []
-        self.settled: list[str] = []
+        # slug -> the keyword arguments it was settled with
+        self.settled: dict[str, dict] = {}
 
     # --- set-up rules -------------------------------------------------------
 
@@ -240,14 +241,19 @@ class MarketServices(RuleBasedStateMachine):
     @precondition(lambda self: self.settled)
     @rule(user=users, data=st.data(), pick=OUTCOME_PICK, side=st.sampled_from(["buy", "sell"]), how=st.sampled_from(["outcome", "cancel"]))
     def use_a_settled_market(self, user, data, pick, side, how):
-        """A resolved or cancelled market refuses every trade with MarketClosed, and resolving it again pays nothing."""
-        slug = data.draw(st.sampled_from(self.settled), label="settled market")
+        """A settled market refuses every trade with MarketClosed; settling it the same way again pays nothing, another way is a ResolutionConflict."""
+        slug = data.draw(st.sampled_from(sorted(self.settled)), label="settled market")
         before = snapshot()
         request = Req(outcome=self._outcome(slug, pick), side=side, shares_micro=MICRO)
         with pytest.raises(MarketClosed):
             services.place_trade(user=user, market_slug=slug, request=request)
         again = {"outcome": self._outcome(slug, pick)} if how == "outcome" else {"cancel": True}
-        assert services.resolve_market(market_slug=slug, by=user, **again).already_done
+        if again == self.settled[slug]:
+            assert services.resolve_market(market_slug=slug, by=user, **again).already_done
+        else:
+            with pytest.raises(ResolutionConflict):
+                services.resolve_market(market_slug=slug, by=user, **again)
+        assert services.resolve_market(market_slug=slug, by=user, **self.settled[slug]).already_done
         assert snapshot() == before
 
     # --- settling -----------------------------------------------------------
@@ -271,7 +277,7 @@ class MarketServices(RuleBasedStateMachine):
         assert services.resolve_market(market_slug=slug, by=by, **how).already_done
         assert snapshot() == before
         self.open.remove(slug)
-        self.settled.append(slug)
+        self.settled[slug] = how
 
     @staticmethod
     def _expected_payouts(market: Market, per_share: dict[str, int]) -> dict[int, int]:

@@ -17,11 +17,9 @@ def caching(settings):
     settings.PAGE_CACHE_TTL_S = 300
     settings.PAGE_CACHE_CHECK_S = 0  # re-read the generation on every request
     middleware._generation.value = None
-    from django.core.cache import cache
-
-    cache.clear()
+    middleware.page_cache.clear()
     yield
-    cache.clear()
+    middleware.page_cache.clear()
 
 
 def test_second_anonymous_request_is_a_hit(client, home, caching):
