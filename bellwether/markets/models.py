@@ -155,7 +155,9 @@ class IdempotencyKey(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=200)
     fingerprint = models.CharField(max_length=64)
-    response = models.JSONField()
+    # The first answer's JSON as text: PostgreSQL's jsonb would reorder its
+    # keys, and a replay must be the same body, byte for byte.
+    response = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -500,7 +500,7 @@ def place_trade(
             transaction.on_commit(functools.partial(announce_trade, event))
             body = render(trade, market, outcomes, position, cash.balance_micro) if render else {"trade_id": trade.pk}
             if idempotency_key:
-                IdempotencyKey.objects.create(user=user, key=idempotency_key, fingerprint=fingerprint, response=body)
+                IdempotencyKey.objects.create(user=user, key=idempotency_key, fingerprint=fingerprint, response=json.dumps(body))
             return body
     except IntegrityError:
         # Two requests with one key raced past the lookup; the loser's
@@ -555,7 +555,7 @@ def _stored_response(*, user, key: str, fingerprint: str) -> dict | None:
         return None
     if stored.fingerprint != fingerprint:
         raise IdempotencyConflict("this Idempotency-Key was used for a different request")
-    return {**stored.response, "replayed": True}
+    return {**json.loads(stored.response), "replayed": True}
 
 
 def _idempotency_cutoff() -> dt.datetime:

@@ -186,7 +186,7 @@ def test_an_expired_idempotency_key_counts_as_new_and_the_sweep_removes_old_keys
     assert "replayed" not in again and again["trade_id"] != first["trade_id"]
     assert Market.objects.get(pk=market.pk).trade_count == 3
     IdempotencyKey.objects.update(created_at=timezone.now() - dt.timedelta(seconds=3601))
-    IdempotencyKey.objects.create(user=alice, key="fresh", fingerprint="f", response={})
+    IdempotencyKey.objects.create(user=alice, key="fresh", fingerprint="f", response="{}")
     assert services.sweep_idempotency_keys() == 2
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["fresh"]
 
