@@ -11,10 +11,8 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlencode
@@ -27,6 +25,7 @@ from django.test import RequestFactory
 
 from bellwether.accounts.services import create_user
 from bellwether.news.middleware import PublicPageCacheMiddleware
+from tests.servers import database_url, free_port_pair, health_ok, stop, wait_until_up
 
 from .helpers import PASSWORD
 
@@ -41,28 +40,6 @@ CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 # --- a real server with two workers ------------------------------------------------------------
 
 
-def _free_ports() -> int:
-    """Return a port p with p and p + 1 free (pages and live streams)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two free ports in a row")
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
-
-
 def _request(port: int, method: str, path: str, body: str | None = None, headers: dict | None = None):
     """Send one request on a fresh connection (so the kernel may hand it to either worker); return (status, headers, text)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -72,19 +49,6 @@ def _request(port: int, method: str, path: str, body: str | None = None, headers
         return response.status, response, response.read().decode()
     finally:
         conn.close()
-
-
-def _wait_for_health(port: int, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if _request(port, "GET", "/health/")[0] == 200:
-                return
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"bellwether serve did not answer /health/:\n{log.read_text()}")
-        time.sleep(0.2)  # bounded poll while the workers start
 
 
 @pytest.fixture
@@ -112,8 +76,8 @@ def serve(transactional_db, tmp_path):
     caches["counters"].clear()
 
     def start(cache_url: str = "") -> int:
-        port = _free_ports()
-        env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "bellwether.settings.base", "CACHE_URL": cache_url}
+        port = free_port_pair()
+        env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "bellwether.settings.base", "CACHE_URL": cache_url}
         env.pop("LIVE_URL", None)
         log = tmp_path / "serve.log"
         server = subprocess.Popen(
@@ -121,17 +85,12 @@ def serve(transactional_db, tmp_path):
             cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
         )
         servers.append(server)
-        _wait_for_health(port, server, log)
+        wait_until_up(server, log=log, checks={"/health/ 200": lambda: health_ok(port, timeout_s=30)}, timeout_s=90)
         return port
 
     yield start
     for server in servers:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, timeout_s=20)
     caches["counters"].clear()
 
 

@@ -15,17 +15,14 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -34,11 +31,11 @@ from bellwether.markets import services
 from bellwether.markets.models import Market, Trade
 from bellwether.markets.templatetags.market_format import credits, percent
 from tests.news.factories import make_article
+from tests.servers import HOST, database_url, free_port_pair, health_ok, log_tail, status_of, stop, wait_until_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 REPO = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 M = services.MICRO
 LIVE_MS = 2000  # the issue: a trade shows on other pages within two seconds
 SETTLE_MS = 5000  # page loads, quotes and the stream's first connection
@@ -47,45 +44,6 @@ STOP_TIMEOUT_S = 15.0
 
 
 # --- the server --------------------------------------------------------------
-
-
-def _port_pair() -> int:
-    """Return a loopback port that is free, with the next one free too (for the live server)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind((HOST, 0))
-            port = first.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind((HOST, port + 1))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
-
-
-def _database_url() -> str:
-    """Return a DATABASE_URL for the test database this run created."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    user = urllib.parse.quote(db.get("USER") or "postgres")
-    password = db.get("PASSWORD") or ""
-    auth = f"{user}:{urllib.parse.quote(password)}" if password else user
-    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
-def _get(port: int, path: str, timeout_s: float = 2.0) -> int:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def _stream_answers(port: int) -> bool:
@@ -99,57 +57,21 @@ def _stream_answers(port: int) -> bool:
         conn.close()
 
 
-def _wait_until_up(process: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    pages = live = False
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            pages = pages or _get(port, "/health/") == 200
-            live = live or _stream_answers(port + 1)
-        except OSError:
-            pass
-        if pages and live:
-            return
-        time.sleep(0.2)
-    tail = log_path.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"bellwether serve not up (pages={pages}, live={live}); its log:\n{tail}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the server and every process of its session (granian's workers, the live server)."""
-    import signal
-
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # workers may outlive their parent by a moment
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=STOP_TIMEOUT_S)
-
-
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker, tmp_path_factory):
     """Run `bellwether serve --workers 2` on the test database; yield the pages' base URL."""
     with django_db_blocker.unblock():
-        database_url = _database_url()
+        url = database_url()
     var_dir = tmp_path_factory.mktemp("serve-var")
     env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "LIVE_URL", "LIVE_PORT", "ALLOWED_HOSTS", "PAGE_CACHE_TTL_S")}
     env.update({
         "DJANGO_SETTINGS_MODULE": "bellwether.settings.base",
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": url,
         "PAGE_CACHE_TTL_S": "0",
         "BELLWETHER_VAR_DIR": str(var_dir),
         "SECRET_KEY": settings.SECRET_KEY,  # sessions made here must be valid there
     })
-    port = _port_pair()
+    port = free_port_pair()
     script = Path(sys.executable).parent / "bellwether"
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "bellwether.cli"]
     argv += ["serve", "--host", HOST, "--port", str(port), "--workers", "2"]
@@ -158,13 +80,14 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):
         # A session of its own, so stopping it reaches every worker.
         process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_until_up(process, port, log_path)
+        checks = {"/health/ 200": lambda: health_ok(port), "the live stream": lambda: _stream_answers(port + 1)}
+        wait_until_up(process, log=log_path, checks=checks, timeout_s=START_TIMEOUT_S, tail_chars=3000)
         for _ in range(4):  # load the page and API code in the workers before anything is timed
-            _get(port, "/markets/", timeout_s=30)
-            _get(port, "/api/v1/markets", timeout_s=30)
+            for path in ("/markets/", "/api/v1/markets"):
+                assert status_of(port, path, timeout_s=30) is not None, log_tail(log_path, chars=3000)
         yield f"http://{HOST}:{port}"
     finally:
-        _stop(process)
+        stop(process, timeout_s=STOP_TIMEOUT_S, process_group=True)
 
 
 # --- data and helpers --------------------------------------------------------

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from bellwether.accounts.services import create_token, create_user
 from bellwether.security import POLICY
 from tests.live.conftest import new_market
+from tests.servers import database_url, free_port_pair, status_of, stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,59 +52,27 @@ def test_serve_tells_the_workers_the_live_port_through_the_environment():
     assert output.split() == ["8123", "''", "0.5", "3.0", "3"]
 
 
-def _free_ports() -> int:
-    """Return a port p with p and p + 1 free."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two free ports in a row")
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
-
-
-def _wait_for(port: int, path: str, deadline: float) -> None:
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            conn.getresponse().read()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_serve_runs_pages_and_streams_and_a_trade_through_the_api_reaches_a_stream(tmp_path):
     """`bellwether serve --workers 2`: a trade posted to the WSGI API reaches an SSE client on the live port within 2 s; SIGTERM stops both servers."""
     market = new_market()
     ana = create_user(username="ana")
     _, token = create_token(user=ana)
-    port = _free_ports()
-    env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "bellwether.settings.base", "LIVE_POLL_S": "0.05"}
+    port = free_port_pair()
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "bellwether.settings.base", "LIVE_POLL_S": "0.05"}
     env.pop("LIVE_URL", None)
-    log = (tmp_path / "serve.log").open("w")
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "bellwether.cli", "serve", "--port", str(port), "--workers", "2"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
-        _wait_for(port, "/health/", deadline)
-        _wait_for(port + 1, "/live/markets/no-such-market/", deadline)
+        checks = {
+            "/health/": lambda: status_of(port, "/health/") is not None,
+            "the live port": lambda: status_of(port + 1, "/live/markets/no-such-market/") is not None,
+        }
+        wait_until_up(server, log=log_path, checks=checks, timeout_s=60)
         stream = http.client.HTTPConnection("127.0.0.1", port + 1, timeout=5)
         stream.request("GET", f"/live/markets/{market.slug}/")
         answer = stream.getresponse()
@@ -130,15 +98,11 @@ def test_serve_runs_pages_and_streams_and_a_trade_through_the_api_reaches_a_stre
         assert elapsed < 2.0
         stream.close()
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-            pytest.fail("bellwether serve did not stop within 20 s of SIGTERM")
+        stopped = stop(server, timeout_s=20)
         log.close()
-    assert server.returncode == 0, (tmp_path / "serve.log").read_text()
+        if not stopped:
+            pytest.fail("bellwether serve did not stop within 20 s of SIGTERM")
+    assert server.returncode == 0, log_path.read_text()
     time.sleep(0.5)
     for p in (port, port + 1):
         with socket.socket() as s:

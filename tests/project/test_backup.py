@@ -20,6 +20,7 @@ from django.utils import timezone
 from bellwether.accounts.services import create_user
 from bellwether.markets.models import Trade
 from bellwether.markets.services import MICRO, TradeRequest, create_market, place_trade
+from tests import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
@@ -32,12 +33,6 @@ def bellwether(*argv: str, database_url: str, var_dir: Path) -> subprocess.Compl
     return subprocess.run(
         [sys.executable, "-m", "bellwether.cli", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
-
-
-def postgres_url(name: str) -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
 
 
 class Trader(threading.Thread):
@@ -86,7 +81,7 @@ def admin(sql: str) -> None:
     """Run ``sql`` on the PostgreSQL server's maintenance database, outside any transaction."""
     import psycopg
 
-    with psycopg.connect(postgres_url("postgres").replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+    with psycopg.connect(servers.database_url(name="postgres").replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
         conn.execute(sql)
 
 
@@ -129,7 +124,7 @@ def test_a_backup_taken_while_trading_restores_into_a_fresh_database_that_passes
         fresh = f"{connection.settings_dict['NAME']}_restored"
         admin(f'DROP DATABASE IF EXISTS "{fresh}"')
         admin(f'CREATE DATABASE "{fresh}"')
-        target_url = postgres_url(fresh)
+        target_url = servers.database_url(name=fresh)
     try:
         if connection.vendor == "postgresql":
             import psycopg

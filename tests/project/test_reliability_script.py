@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.db import connection
+
+from tests.servers import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "reliability.py"
@@ -35,13 +36,6 @@ FIGURES = [
     "hostile inputs: answered as expected (status, JSON error body, checks)",
     "bellwether audit at the end",
 ]
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
 
 
 def test_help_names_every_option():
@@ -65,7 +59,7 @@ def test_zero_rounds_everywhere_is_refused():
 def test_short_run_meets_every_figure(tmp_path):
     """One kill -9 round, two double-spend rounds and the hostile list: every figure met, the table in its fixed form."""
     argv = [
-        sys.executable, str(SCRIPT), "--database-url", _database_url(), "--var-dir", str(tmp_path),
+        sys.executable, str(SCRIPT), "--database-url", database_url(), "--var-dir", str(tmp_path),
         "--kill-rounds", "1", "--clients", "4", "--duration", "2", "--replay-sample", "5",
         "--double-spend-rounds", "2", "--racers", "10",
     ]

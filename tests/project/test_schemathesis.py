@@ -14,10 +14,8 @@ SCHEMATHESIS_EXAMPLES (default 50 per operation) and SCHEMATHESIS_SEED
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +32,7 @@ from bellwether.markets import services
 from bellwether.markets.models import Trade
 from tests.conftest import IN_CI
 from tests.news.factories import make_article
+from tests.servers import database_url, free_port, health_ok, stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -41,37 +40,6 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "50"))
 SEED = os.environ.get("SCHEMATHESIS_SEED", "20261203")
 RUN_TIMEOUT_S = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
-
-
-def _wait_until_up(port: int, server: subprocess.Popen, log: Path) -> None:
-    """Poll /health/ until the server answers (at most 60 s); fail with its log if it exits first."""
-    deadline = time.monotonic() + 60
-    while True:
-        if server.poll() is not None:
-            pytest.fail(f"bellwether serve exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health/")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"bellwether serve did not answer within 60 s:\n{log.read_text()}")
-        time.sleep(0.2)
 
 
 def _seed() -> dict[str, str]:
@@ -94,10 +62,10 @@ def test_schemathesis_finds_no_failure_against_the_real_server(home, tmp_path):
             pytest.fail(message)
         pytest.skip(message)
     seeded = _seed()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DJANGO_SETTINGS_MODULE": "bellwether.settings.base",
         # The run sends thousands of requests in a couple of minutes; the limits have tests of their own.
         "API_IP_RATE_LIMIT_PER_MIN": "0", "API_RATE_LIMIT_PER_MIN": "0", "API_TRADE_RATE_LIMIT_PER_MIN": "0",
@@ -109,7 +77,7 @@ def test_schemathesis_finds_no_failure_against_the_real_server(home, tmp_path):
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
-        _wait_until_up(port, server, log)
+        wait_until_up(server, log=log, checks={"/health/ 200": lambda: health_ok(port)}, timeout_s=60)
         started = time.monotonic()
         run = subprocess.run(
             [
@@ -122,12 +90,7 @@ def test_schemathesis_finds_no_failure_against_the_real_server(home, tmp_path):
         )
         elapsed = time.monotonic() - started
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, timeout_s=20)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     counts = re.search(r"(\d+) generated, (\d+) passed", output)
