@@ -261,7 +261,7 @@ def test_two_hundred_idle_connections_leave_health_answering_and_are_closed(heal
         assert [status for status, _ in answers] == [200] * 20, healthy.log_tail()
         assert max(seconds for _, seconds in answers) < ANSWER_WITHIN_S, answers
         # A worker starts a connection's timer when it accepts it: on a loaded
-        # machine some are accepted seconds late, so allow for that beyond the timeout.
+        # machine some may be accepted seconds late, so allow for that beyond the timeout.
         wait_until(lambda: all(closed_by_server(s) for s in idle), HEADER_TIMEOUT_S + 10, "idle connections still open")
         assert time.monotonic() - opened >= HEADER_TIMEOUT_S - 1
     finally:
