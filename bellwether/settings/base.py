@@ -228,6 +228,9 @@ WAGTAILSEARCH_BACKENDS = {
 WAGTAIL_MODERATION_ENABLED = True
 # No avatars fetched from an outside service: the admin loads nothing from elsewhere.
 WAGTAIL_GRAVATAR_PROVIDER_URL = None
+# Nor the dashboard's check for a newer Wagtail, which the admin's connect-src
+# refuses anyway (a policy violation on every superuser's dashboard).
+WAGTAIL_ENABLE_UPDATE_CHECK = False
 WAGTAILDOCS_EXTENSIONS = ["csv", "docx", "odt", "pdf", "pptx", "rtf", "txt", "xlsx", "zip"]
 TAGGIT_CASE_INSENSITIVE = True
 
