@@ -13,6 +13,10 @@ True
 Traceback (most recent call last):
 ...
 bellwether.paging.BadCursor: the cursor is not one this list gave out
+>>> decode_cursor(encode_cursor("0001-01-01T00:00:00+14:00", 1), "datetime", "int")
+Traceback (most recent call last):
+...
+bellwether.paging.BadCursor: the cursor is not one this list gave out
 """
 
 from __future__ import annotations
@@ -65,11 +69,13 @@ def _checked(value, kind: str, message: str):
         raise BadCursor(message)
     try:
         when = dt.datetime.fromisoformat(value)
-    except ValueError:
+        if when.tzinfo is None:
+            raise ValueError("a cursor's time has a time zone")
+        # Converted here, so an instant past the calendar's ends (year 1 at
+        # +14:00) is a bad cursor instead of an error in the query.
+        return when.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):
         raise BadCursor(message) from None
-    if when.tzinfo is None:
-        raise BadCursor(message)
-    return when
 
 
 def newest_first_after(field: str, value, pk: int, *, nullable: bool = False) -> Q:

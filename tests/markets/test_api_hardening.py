@@ -310,7 +310,10 @@ def test_markets_created_in_the_same_instant_page_by_id(client, editor):
 
 
 @pytest.mark.parametrize(
-    "cursor", ["garbage", "e30", "WzEsMl0", "WyJub3QgYSBkYXRlIiwxXQ", "WyIyMDI2LTEyLTAzVDA5OjMwOjAwIiwxXQ", "W251bGwsMV0", "x" * 201],
+    "cursor",
+    [
+        "garbage", "e30", "WzEsMl0", "WyJub3QgYSBkYXRlIiwxXQ", "WyIyMDI2LTEyLTAzVDA5OjMwOjAwIiwxXQ", "W251bGwsMV0", "x" * 201,
+    ],
     ids=["garbage", "an object", "two ints", "not a date", "naive date", "null date", "too long"],
 )
 def test_a_cursor_this_list_did_not_give_out_is_a_400(client, reader, cursor):
@@ -320,6 +323,13 @@ def test_a_cursor_this_list_did_not_give_out_is_a_400(client, reader, cursor):
         assert response.status_code == 400, (path, response.content)
         assert response.json()["error"]["code"] == "invalid"
     assert_error(get(client, "/markets", cursor="garbage"), 400, "invalid", "cursor: the cursor is not one this list gave out")
+
+
+def test_a_cursor_time_before_year_1_in_utc_is_a_400_not_a_500(client, reader):
+    """Refuse a cursor at 0001-01-01T00:00:00+14:00 (before the calendar once in UTC) with 400 on every list it could reach."""
+    cursor = "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwxXQ"  # ["0001-01-01T00:00:00+14:00", 1]
+    for path, token in (("/markets", None), ("/me/transfers", reader.token), ("/articles", None)):
+        assert_error(get(client, path, token, cursor=cursor), 400, "invalid", "cursor: the cursor is not one this list gave out")
 
 
 @pytest.mark.parametrize(("path", "limit"), [("/markets", 0), ("/markets", 101), ("/articles", 101), ("/me/transfers", 201)])
