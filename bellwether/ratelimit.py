@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.db import DatabaseCache
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.http import JsonResponse
 from django.utils.connection import ConnectionProxy
 from django.utils.timezone import now as tz_now
@@ -127,8 +127,9 @@ class CounterCache(DatabaseCache):
                         f"INSERT INTO {table} ({quote('cache_key')}, {quote('value')}, {quote('expires')}) VALUES (%s, %s, %s)",
                         [key, self._encode(value), expires],
                     )
-        except DatabaseError:
-            # Another process inserted the key first: the key exists.
+        except IntegrityError:
+            # Another process inserted the key first: the key exists. Any
+            # other database error is an error, not a "no".
             return False
         return True
 

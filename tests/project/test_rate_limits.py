@@ -228,6 +228,16 @@ def test_culling_never_drops_a_live_counter(settings):
     assert sum(":rl:live-" in key for key in keys) == 50
 
 
+@pytest.mark.django_db
+def test_a_database_error_is_raised_not_taken_for_a_taken_key():
+    """add() answers False only when another process holds the key; a broken table raises instead of refusing every event."""
+    from django.db import DatabaseError
+
+    broken = ratelimit.CounterCache("no_such_counters_table", {})
+    with pytest.raises(DatabaseError):
+        broken.add("a-key", 1, 60)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_counting_is_atomic_across_threads():
     """Four threads each count 25 events on one key: 100 in all, and exactly the limit's 60 are allowed."""
