@@ -14,24 +14,10 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
 from bellwether.accounts.services import authenticate_token
-from bellwether.api_common import CODE_BY_STATUS, error_body
+from bellwether.api_common import CODE_BY_STATUS, STATUS_BY_CODE, error_body
 from bellwether.ledger.exceptions import LedgerError
 from bellwether.markets.exceptions import MarketError
 from bellwether.paging import BadCursor
-
-STATUS_BY_CODE = {
-    "invalid": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "market_closed": 409,
-    "slippage_exceeded": 409,
-    "conflict": 409,
-    "payload_too_large": 413,
-    "insufficient_funds": 422,
-    "idempotency_conflict": 422,
-    "rate_limited": 429,
-}
 
 
 class BearerToken(HttpBearer):

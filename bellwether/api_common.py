@@ -38,10 +38,23 @@ ProbabilityString = Annotated[
 # instead of reaching the database, which cannot compare with it.
 MAX_PAGE_ID = 2**31 - 1
 
-ERROR_CODES = (
-    "invalid", "unauthorized", "forbidden", "not_found", "method_not_allowed", "market_closed", "slippage_exceeded",
-    "conflict", "insufficient_funds", "idempotency_conflict", "payload_too_large", "rate_limited", "server_error",
-)
+# Every address of the API starts with this.
+API_PREFIX = "/api/"
+
+# The status of each error code a domain exception carries (docs/api.md, "Errors").
+STATUS_BY_CODE = {
+    "invalid": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "market_closed": 409,
+    "slippage_exceeded": 409,
+    "conflict": 409,
+    "payload_too_large": 413,
+    "insufficient_funds": 422,
+    "idempotency_conflict": 422,
+    "rate_limited": 429,
+}
 # The code of an error answered by status alone (no domain exception names it).
 CODE_BY_STATUS = {
     401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",

@@ -35,6 +35,8 @@ from django.http import JsonResponse
 from django.utils.connection import ConnectionProxy
 from django.utils.timezone import now as tz_now
 
+from bellwether.api_common import API_PREFIX, error_body
+
 COUNTERS = "counters"
 counters = ConnectionProxy(caches, COUNTERS)
 
@@ -283,14 +285,13 @@ def format_wait(seconds: int) -> str:
 
 # --- the API's limits ----------------------------------------------------------------
 
-API_PREFIX = "/api/"
 TRADE_PATH = re.compile(r"^/api/v1/markets/[^/]+/trades/?$")
 BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 
 
 def rate_limited_response(message: str, retry_after_s: int) -> JsonResponse:
     """Return the API's 429 answer: the usual error body and a Retry-After header."""
-    response = JsonResponse({"error": {"code": "rate_limited", "message": message}}, status=429)
+    response = JsonResponse(error_body("rate_limited", message), status=429)
     response["Retry-After"] = str(retry_after_s)
     response["Cache-Control"] = "no-store"
     return response

@@ -22,9 +22,8 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import bad_request
 
-from bellwether.api_common import CODE_BY_STATUS, error_body
+from bellwether.api_common import API_PREFIX, CODE_BY_STATUS, error_body
 
-API_PREFIX = "/api/"
 API_MAX_BODY_BYTES = 1_048_576
 # A JSON \u0000 escape: preceded by an even number of backslashes (zero included),
 # so an escaped backslash followed by the text "u0000" does not count.

@@ -47,7 +47,6 @@ HEADER_TIMEOUT_S = 5
 # Seconds a stopping worker may take to finish its requests (pages) or close
 # its streams (live) before granian kills it.
 WORKER_STOP_S = 2
-LIVE_STOP_S = WORKER_STOP_S
 # Seconds a child (a server's main process, the traders) may take to stop
 # after SIGTERM before its whole session is killed. Together with the above
 # this keeps a full stop under five seconds.
@@ -196,7 +195,7 @@ def serve_live(*, host: str, port: int, workers: int, header_timeout_s: int = HE
         # response in progress and is never cut by it.
         http1_settings=HTTP1Settings(header_read_timeout=header_timeout_s * 1000),
         respawn_failed_workers=True,
-        workers_kill_timeout=LIVE_STOP_S,
+        workers_kill_timeout=WORKER_STOP_S,
         log_access=False,
     ).serve()
 

@@ -29,13 +29,16 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections
 from django.http import HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 
+from bellwether.converters import IdConverter
+
 from . import selectors
 from .db import run_db
 from .hub import CLOSED, get_hub, make_message
 from .replay import read_page, replayed_before
 
 RETRY = b"retry: 2000\n\n"
-TRADE_ID_RE = re.compile(r"[0-9]{1,18}")
+# A trade id as the URLs take ids: ASCII digits, few enough for a 64-bit column.
+TRADE_ID_RE = re.compile(IdConverter.regex)
 PING = b": ping\n\n"
 # How long one stream stays open under WSGI before the client is told to reconnect.
 WSGI_STREAM_S = 10.0

@@ -23,7 +23,6 @@ from .models import Market, Position, Trade
 
 router = Router(tags=["markets"])
 MICRO = services.MICRO
-MAX_WHOLE_DIGITS = 10  # 1,000,000,000 is the largest amount; DECIMAL_PATTERN allows 10 digits
 LIST_PAGE_MAX = 100
 HISTORY_PAGE_MAX = selectors.CHART_MAX_POINTS
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,200}$"  # visible ASCII, no spaces
