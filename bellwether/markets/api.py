@@ -18,7 +18,7 @@ from bellwether.ledger.services import format_micro
 from bellwether.paging import decode_cursor, encode_cursor
 
 from . import limits, selectors, services
-from .exceptions import Forbidden, InvalidTrade
+from .exceptions import Forbidden, InvalidTrade, MarketNotFound
 from .models import Market, Position, Trade
 
 router = Router(tags=["markets"])
@@ -268,6 +268,25 @@ def sees_drafts(user) -> bool:
     return user is not None and has_role(user, "editor")
 
 
+def visible_market(request: HttpRequest, slug: str, *, user=None) -> Market:
+    """Return the market ``slug`` with its outcomes; a draft only to editors, to anyone else MarketNotFound.
+
+    The caller (``user``, else whoever the request carries) and their roles
+    are looked up only when the market is a draft, so a market that is open
+    to everyone costs no query for them.
+    """
+    market = selectors.market_detail(slug=slug, drafts=True)
+    if market.status == Market.Status.DRAFT and not sees_drafts(user if user is not None else optional_user(request)):
+        raise MarketNotFound(f"no market {slug!r}")
+    return market
+
+
+def refuse_hidden_draft(slug: str, user) -> None:
+    """Raise MarketNotFound when ``slug`` is a draft and ``user`` is no editor (roles looked up for drafts only)."""
+    if selectors.is_draft(slug=slug) and not sees_drafts(user):
+        raise MarketNotFound(f"no market {slug!r}")
+
+
 def _utc(when: dt.datetime) -> dt.datetime:
     """Return ``when`` in UTC (naive means UTC); refuse an instant outside the calendar."""
     try:
@@ -320,13 +339,13 @@ def create_market(request, payload: MarketIn):
 )
 def market_detail(request, slug: str):
     """One market; a draft is not found except by editors."""
-    return market_out(selectors.market_detail(slug=slug, drafts=sees_drafts(optional_user(request))))
+    return market_out(visible_market(request, slug))
 
 
 @router.get("/{slug}/history", response={200: HistoryPage, **errors(*ANY_ROUTE, 404)}, auth=None, summary="Price history")
 def market_history(request, slug: str, limit: int = Query(500, ge=1, le=HISTORY_PAGE_MAX), cursor: str | None = cursor_param()):
     """The opening odds, then the odds after each trade, thinned like the chart to at most 1,000 points, a page at a time."""
-    market = selectors.market_detail(slug=slug, drafts=sees_drafts(optional_user(request)))
+    market = visible_market(request, slug)
     through, start = decode_cursor(cursor, "int", "int") if cursor else (None, 0)
     page = selectors.history_page(market=market, through=through, start=start, limit=limit)
     slugs = [o.slug for o in market.outcomes.all()]
@@ -341,7 +360,7 @@ def market_history(request, slug: str, limit: int = Query(500, ge=1, le=HISTORY_
 )
 def quote(request, slug: str, payload: TradeIn):
     user = optional_user(request)
-    market = selectors.market_detail(slug=slug, drafts=sees_drafts(user))
+    market = visible_market(request, slug, user=user)
     fill = services.quote(market=market, request=_request(payload), user=user)
     return quote_out(market, fill)
 
@@ -408,7 +427,7 @@ def trade(request, slug: str, payload: TradeIn, response: HttpResponse):
     key = request.headers.get("Idempotency-Key")
     if key is not None and not _IDEMPOTENCY_KEY_RE.fullmatch(key):
         raise InvalidTrade("Idempotency-Key must be 1 to 200 visible ASCII characters")
-    selectors.ensure_visible(slug=slug, drafts=sees_drafts(request.auth))
+    refuse_hidden_draft(slug, request.auth)
     body = services.place_trade(user=request.auth, market_slug=slug, request=_request(payload), idempotency_key=key, render=trade_body)
     # The service marks a replay; the answer is the stored body as it was, and the header says it is a replay.
     if body.pop("replayed", False):
@@ -425,8 +444,7 @@ def resolve(request, slug: str, payload: ResolveIn):
     """Resolve to one outcome, to probabilities, or cancel; the same settlement again is a 200 with `already_resolved`, a different one a 409."""
     if not has_role(request.auth, "resolver"):
         raise Forbidden("only resolvers resolve markets")
-    drafts = sees_drafts(request.auth)
-    selectors.ensure_visible(slug=slug, drafts=drafts)
+    refuse_hidden_draft(slug, request.auth)
     for outcome, value in (payload.probabilities or {}).items():
         if not PROBABILITY_RE.fullmatch(value):
             raise InvalidTrade(f"probability for {outcome!r} must be a decimal string from 0 to 1 with at most 6 decimals")

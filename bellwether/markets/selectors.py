@@ -45,10 +45,9 @@ def market_detail(*, slug: str, drafts: bool = False) -> Market:
     return market
 
 
-def ensure_visible(*, slug: str, drafts: bool = False) -> None:
-    """Raise MarketNotFound for a draft unless ``drafts`` (editors); a draft does not exist for anyone else."""
-    if not drafts and Market.objects.filter(slug=slug, status=Market.Status.DRAFT).exists():
-        raise MarketNotFound(f"no market {slug!r}")
+def is_draft(*, slug: str) -> bool:
+    """Return whether the market ``slug`` is a draft (False when there is none)."""
+    return Market.objects.filter(slug=slug, status=Market.Status.DRAFT).exists()
 
 
 def list_markets(

@@ -80,6 +80,25 @@ def test_an_editor_sees_a_draft(client, editor):
     assert_error(quoted, 409, "market_closed", "the market is draft")
 
 
+def test_an_open_market_costs_no_lookup_of_who_is_asking(client, editor, reader):
+    """Fetch an open market with a token in as many queries as without: the caller and their roles matter only for drafts."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    slug = create_market(client, editor)["slug"]
+    get(client, f"/markets/{slug}")  # warm up
+    with CaptureQueriesContext(connection) as anonymous:
+        assert get(client, f"/markets/{slug}").status_code == 200
+    with CaptureQueriesContext(connection) as with_token:
+        assert get(client, f"/markets/{slug}", reader.token).status_code == 200
+
+    def beyond_the_rate_limits(queries) -> list[str]:
+        # Each credential has a rate-limit counter of its own (tests/project/test_rate_limits.py); the rest must match.
+        return [q["sql"] for q in queries if "bellwether_counters" not in q["sql"] and "SAVEPOINT" not in q["sql"]]
+
+    assert beyond_the_rate_limits(with_token) == beyond_the_rate_limits(anonymous)
+
+
 # --- NUL characters, lone surrogates, body size --------------------------------------
 
 
