@@ -356,7 +356,7 @@ class Measurement:
 # CPU accounting from /proc (Linux only; elsewhere the columns stay empty)
 
 
-def _proc_stats() -> Iterator[tuple[str, list[str]]]:
+def _proc_stats() -> Iterator[tuple[int, str, list[str]]]:
     if not os.path.isdir("/proc"):
         return
     for entry in os.scandir("/proc"):
@@ -369,41 +369,53 @@ def _proc_stats() -> Iterator[tuple[str, list[str]]]:
             continue
         # The command name may contain spaces; the fields after it may not.
         head, tail = text.rsplit(")", 1)
-        yield head.split("(", 1)[1], tail.split()
+        yield int(entry.name), head.split("(", 1)[1], tail.split()
 
 
-def cpu_seconds(*, pgid: int | None = None, command: str | None = None) -> float | None:
-    """Return CPU seconds used so far by processes of group ``pgid`` or named ``command``.
+def cpu_seconds(*, root: int | None = None, command: str | None = None) -> float | None:
+    """Return CPU seconds used so far by the process tree under ``root`` (itself included) or by processes named ``command``.
 
     A process's own time plus that of its children that have exited: a
     PostgreSQL backend that ends during the window moves its time into the
-    postmaster's children's time instead of vanishing from the sum.
+    postmaster's children's time instead of vanishing from the sum. The tree
+    is followed by parent ids, since `bellwether serve` starts each server
+    in a process group (and session) of its own.
     """
     if not os.path.isdir("/proc"):
         return None
-    ticks = 0
-    for name, fields in _proc_stats():
-        if (pgid is not None and int(fields[2]) == pgid) or (command is not None and name == command):
-            ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for pid, name, fields in _proc_stats():
+        if command is not None and name != command:
+            continue
+        parents[pid] = int(fields[1])
+        times[pid] = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    if root is not None:
+        tree = {root}
+        grew = True
+        while grew:
+            grown = {pid for pid, parent in parents.items() if parent in tree} | tree
+            grew, tree = len(grown) > len(tree), grown
+        times = {pid: ticks for pid, ticks in times.items() if pid in tree}
+    return sum(times.values()) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:
-    """Measure the CPU time of the server's process group and of PostgreSQL across a block."""
+    """Measure the CPU time of the server's process tree and of PostgreSQL across a block."""
 
-    def __init__(self, *, pgid: int | None, postgres: bool) -> None:
-        self.pgid, self.postgres = pgid, postgres
+    def __init__(self, *, root: int | None, postgres: bool) -> None:
+        self.root, self.postgres = root, postgres
         self.server_s: float | None = None
         self.db_s: float | None = None
 
     def __enter__(self) -> CpuMeter:
-        self._server0 = cpu_seconds(pgid=self.pgid) if self.pgid else None
+        self._server0 = cpu_seconds(root=self.root) if self.root else None
         self._db0 = cpu_seconds(command="postgres") if self.postgres else None
         return self
 
     def __exit__(self, *exc) -> None:
         if self._server0 is not None:
-            self.server_s = cpu_seconds(pgid=self.pgid) - self._server0
+            self.server_s = cpu_seconds(root=self.root) - self._server0
         if self._db0 is not None:
             self.db_s = cpu_seconds(command="postgres") - self._db0
 
@@ -660,7 +672,7 @@ def measure_in_process(args, traders, slugs, key: str, label: str, postgres: boo
     if args.warmup:
         _, _, ok, _ = in_process_run(traders, slugs, duration_s=args.warmup, seed=args.seed, plans=plans)
         made += ok
-    with CpuMeter(pgid=None, postgres=postgres) as meter:
+    with CpuMeter(root=None, postgres=postgres) as meter:
         process0 = time.process_time()
         latencies, errors, ok, elapsed = in_process_run(traders, slugs, duration_s=args.duration, seed=args.seed, plans=plans)
         process_s = time.process_time() - process0
@@ -1006,7 +1018,7 @@ def measure_http(args, env, traders, hot: str, spread: list[str], postgres: bool
     rows: list[Measurement] = []
     made = 0
     statuses: Counter = Counter()
-    with running_server(env, workers=args.workers, log_path=args.var_dir / "server.log") as (port, pgid):
+    with running_server(env, workers=args.workers, log_path=args.var_dir / "server.log") as (port, server_pid):
         check_api(port, traders[0], hot)
         made += 2
         peaks = {}
@@ -1017,7 +1029,7 @@ def measure_http(args, env, traders, hot: str, spread: list[str], postgres: bool
                 made += warm.ok
                 statuses.update(warm.statuses)
             print(f"  HTTP {name}: peak", end=" ... ", flush=True)
-            with CpuMeter(pgid=pgid, postgres=postgres) as meter:
+            with CpuMeter(root=server_pid, postgres=postgres) as meter:
                 run = http_load(port, traders, plans, duration_s=args.duration)
             made += run.ok
             statuses.update(run.statuses)
@@ -1029,7 +1041,7 @@ def measure_http(args, env, traders, hot: str, spread: list[str], postgres: bool
             rate, plans = peaks[name]
             half = max(1.0, rate / 2)
             print(f"  HTTP {name}: open loop at {half:,.0f} trades/s", end=" ... ", flush=True)
-            with CpuMeter(pgid=pgid, postgres=postgres) as meter:
+            with CpuMeter(root=server_pid, postgres=postgres) as meter:
                 run = http_load(port, traders, plans, duration_s=args.duration, rate=half)
             made += run.ok
             statuses.update(run.statuses)
@@ -1184,7 +1196,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"  raw baseline, {args.clients} processes", end=" ... ", flush=True)
     connections.close_all()
-    with CpuMeter(pgid=None, postgres=postgres) as meter:
+    with CpuMeter(root=None, postgres=postgres) as meter:
         baseline = measure_baseline(args, connection)
     _, baseline.db_cpu_ms = meter.per(baseline.ok)
     print(f"{baseline.rate:,.0f} tx/s", flush=True)
