@@ -149,20 +149,48 @@ def serve(
 
 def serve_pages(*, host: str, port: int, workers: int, threads: int, connections: int, header_timeout_s: int) -> None:
     """Serve pages and the API (bellwether.wsgi) with granian's WSGI interface until interrupted."""
-    from granian import Granian
-    from granian.constants import HTTPModes, Interfaces
-    from granian.http import HTTP1Settings
+    from granian.constants import Interfaces
 
     _preload("bellwether.wsgi")
     backpressure = _allow_open_files(connections)
+    _run_granian(
+        "bellwether.wsgi:application", Interfaces.WSGI, host=host, port=port, workers=workers,
+        backlog=min(backpressure, 4096), backpressure=backpressure, header_timeout_s=header_timeout_s,
+        blocking_threads=max(1, threads),
+    )
+
+
+def serve_live(*, host: str, port: int, workers: int, header_timeout_s: int = HEADER_TIMEOUT_S) -> None:
+    """Serve the live streams (bellwether.asgi) with granian's ASGI interface until interrupted.
+
+    The header timeout covers the request header only: an open stream is a
+    response in progress and is never cut by it.
+    """
+    from granian.constants import Interfaces
+
+    _preload("bellwether.asgi")
+    _run_granian(
+        "bellwether.asgi:application", Interfaces.ASGI, host=host, port=port, workers=workers,
+        backlog=2048, backpressure=_allow_open_files(LIVE_STREAMS_PER_WORKER), header_timeout_s=header_timeout_s,
+    )
+
+
+def _run_granian(
+    target: str, interface, *, host: str, port: int, workers: int, backlog: int, backpressure: int,
+    header_timeout_s: int, **extra,
+) -> None:
+    """Run granian with what both servers share: HTTP/1 with the header timeout, respawned workers, no access log."""
+    from granian import Granian
+    from granian.constants import HTTPModes
+    from granian.http import HTTP1Settings
+
     Granian(
-        target="bellwether.wsgi:application",
+        target=target,
         address=host,
         port=port,
-        interface=Interfaces.WSGI,
+        interface=interface,
         workers=max(1, workers),
-        blocking_threads=max(1, threads),
-        backlog=min(backpressure, 4096),
+        backlog=backlog,
         backpressure=backpressure,
         # Only the HTTP/1 handler applies the header timeout from the first
         # byte: with HTTP/2 detection on, a silent socket is never timed out.
@@ -171,32 +199,7 @@ def serve_pages(*, host: str, port: int, workers: int, threads: int, connections
         respawn_failed_workers=True,
         workers_kill_timeout=WORKER_STOP_S,
         log_access=False,
-    ).serve()
-
-
-def serve_live(*, host: str, port: int, workers: int, header_timeout_s: int = HEADER_TIMEOUT_S) -> None:
-    """Serve the live streams (bellwether.asgi) with granian's ASGI interface until interrupted."""
-    from granian import Granian
-    from granian.constants import HTTPModes, Interfaces
-    from granian.http import HTTP1Settings
-
-    _preload("bellwether.asgi")
-    backpressure = _allow_open_files(LIVE_STREAMS_PER_WORKER)
-    Granian(
-        target="bellwether.asgi:application",
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=max(1, workers),
-        backlog=2048,
-        backpressure=backpressure,
-        http=HTTPModes.http1,
-        # The timeout covers the request header only: an open stream is a
-        # response in progress and is never cut by it.
-        http1_settings=HTTP1Settings(header_read_timeout=header_timeout_s * 1000),
-        respawn_failed_workers=True,
-        workers_kill_timeout=WORKER_STOP_S,
-        log_access=False,
+        **extra,
     ).serve()
 
 
